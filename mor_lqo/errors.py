@@ -1,0 +1,81 @@
+"""Exception and warning hierarchy of mor_lqo.
+
+Every error raised on bad input is a subclass of :class:`MorLqoError` *and* of the matching built-in
+(``ValueError`` or ``TypeError``), so ``except ValueError`` keeps working for callers that do not know
+this package.
+"""
+
+from __future__ import annotations
+
+
+class MorLqoError(Exception):
+    """Base class of all mor_lqo errors."""
+
+
+class ShapeError(MorLqoError, ValueError):
+    """Arrays have inconsistent or wrong shapes (including empty systems)."""
+
+
+class NonFiniteError(MorLqoError, ValueError):
+    """An input contains NaN or infinite entries."""
+
+
+class DTypeError(MorLqoError, TypeError):
+    """An input has a non-numeric dtype (object, string, ...)."""
+
+
+class NotHermitianError(MorLqoError, ValueError):
+    """A complex quadratic-output matrix M_j is not Hermitian.
+
+    Real non-symmetric M_j are symmetrised (x^T M x = x^T sym(M) x exactly, so nothing changes) with a
+    :class:`SymmetrizationWarning`; complex non-Hermitian M_j would change the output and are rejected.
+    """
+
+
+class UnstableSystemError(MorLqoError, ValueError):
+    """The system is not asymptotically stable, so its h2 norm is infinite / undefined."""
+
+
+class SamplingTimeError(MorLqoError, ValueError):
+    """Continuous and discrete systems mixed, different sampling times, or different time-index conventions."""
+
+
+class OrderError(MorLqoError, ValueError):
+    """A requested reduced order is invalid (r < 1 or r >= order, or not representable)."""
+
+
+class ComplexSystemError(MorLqoError, TypeError):
+    """A complex system was passed where only real systems are supported (it is never cast silently)."""
+
+
+class LayoutError(MorLqoError, ValueError):
+    """A checkpoint layout is unknown, partial or inconsistent."""
+
+
+class CheckpointError(MorLqoError, ValueError):
+    """A checkpoint file is corrupt, truncated, unsafe to load, or would be overwritten."""
+
+
+class SymmetrizationWarning(UserWarning):
+    """A real quadratic-output matrix was replaced by its symmetric part (output unchanged)."""
+
+
+class ConvergenceWarning(UserWarning):
+    """An iterative method stopped before meeting its tolerance."""
+
+
+__all__ = [
+    "MorLqoError",
+    "ShapeError",
+    "NonFiniteError",
+    "DTypeError",
+    "NotHermitianError",
+    "UnstableSystemError",
+    "SamplingTimeError",
+    "OrderError",
+    "ComplexSystemError",
+    "LayoutError",
+    "CheckpointError",
+    "SymmetrizationWarning",
+    "ConvergenceWarning",
+]
