@@ -29,6 +29,15 @@ from .norms import (
     h2_norm,
     h2_norm_parts,
 )
+from .reduction import (
+    ReductionResult,
+    balanced_truncation,
+    h2_gradient,
+    irka,
+    modal_truncation,
+    reduce_batch,
+    tsia,
+)
 from .systems import LQOSystem, LTISystem
 
 __version__ = "0.1.0"
@@ -55,5 +64,12 @@ __all__ = [
     "observability_gramian",
     "cross_gramian",
     "hankel_singular_values",
+    "ReductionResult",
+    "balanced_truncation",
+    "modal_truncation",
+    "irka",
+    "tsia",
+    "h2_gradient",
+    "reduce_batch",
     "__version__",
 ]

@@ -1,0 +1,21 @@
+"""Model-order reduction methods. Every reducer returns a :class:`ReductionResult`."""
+
+from __future__ import annotations
+
+from .balanced import balanced_truncation
+from .batch import reduce_batch
+from .gradient import h2_gradient
+from .irka import irka
+from .modal import modal_truncation
+from .result import ReductionResult
+from .tsia import tsia
+
+__all__ = [
+    "ReductionResult",
+    "balanced_truncation",
+    "modal_truncation",
+    "irka",
+    "tsia",
+    "h2_gradient",
+    "reduce_batch",
+]
