@@ -1,0 +1,376 @@
+"""Numba kernels for Cauchy-type sums of diagonal systems (streaming, O(n(m+p)) memory).
+
+These kernels evaluate, without forming any n1 x n2 matrix,
+
+.. math::
+
+    S = \\sum_{i,k} K_{ik} \\, (b^{(1)}_i \\cdot \\overline{b^{(2)}_k}) \\,
+        (c^{(1)}_i \\cdot \\overline{c^{(2)}_k})
+
+with the Cauchy kernel ``K`` of :mod:`mor_lqo.kernels.cauchy`. They are private: call them only through
+:func:`mor_lqo.kernels.cauchy.cauchy_inner` / :func:`~mor_lqo.kernels.cauchy.cauchy_norm2`, which validate
+the inputs and build the packed float64 arrays described below. The kernels perform **no** checks
+(stability, finiteness, shapes): a vanishing denominator gives ``inf``/``nan``.
+
+Packed input layout (all float64, C-contiguous; a leading batch axis ``N`` for the batched kernels):
+
+``lam`` : (6, n)
+    rows ``Re lam, Im lam, Re lam**L, Im lam**L, Re log lam, Im log lam``; the last four rows are only
+    read in the finite-horizon mode (zeros otherwise).
+``U`` : (2, q1, n), ``V`` : (2, q2, n)
+    real and imaginary parts of the per-mode factors. Two forms are supported:
+
+    * *Kronecker form* (``q2 == 0``): ``U[:, a*p + b, i] = B[i, a] * C[b, i]`` (``q1 = m p``); the pair
+      weight is ``U_i . conj(U_k)``.
+    * *two-dot form* (``q2 > 0``): ``U = B^T`` (``q1 = m``), ``V = C`` (``q2 = p``); the pair weight is
+      ``(U_i . conj(U_k)) (V_i . conj(V_k))``.
+
+Numerics: every row ``i`` is processed in blocks of ``BLOCK`` columns. A block first writes the kernel
+values ``K_ik`` (complex division written as ``conj(w)/|w|^2``), then reduces them with the factors; only
+these block reductions are compiled with the ``reassoc`` fast-math flag (so that LLVM may vectorise
+them with several partial sums: IEEE semantics otherwise, no ``nnan``/``ninf``/``arcp``/``afn``). Block
+sums are added to the row sum, and row sums to the total, with Neumaier compensated summation, in
+functions compiled without fast-math flags. Row results are reduced in a fixed order, so results do not
+depend on the number of threads.
+
+Finite horizon ``L`` (discrete time): ``K = (1 - z**L) / (1 - z)`` with ``z = lam1_i conj(lam2_k)`` and
+``z**L = lam1_i**L conj(lam2_k**L)`` from the precomputed powers. Where ``|1 - z| < tau`` this quotient
+cancels catastrophically (``z**L`` and ``z`` are rounded independently), so it is replaced by
+``expm1(L w) / expm1(w)`` with ``w = log lam1_i + conj(log lam2_k)`` (imaginary part wrapped into
+``(-pi, pi]``), which is a smooth function of the single rounded quantity ``w`` and tends to ``L`` for
+``w -> 0`` (e.g. the diagonal of a unit-circle mode).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+from numba import uint64 as _u
+
+#: Columns per block (the per-thread scratch is ``7 * BLOCK`` float64).
+BLOCK = 256
+#: Rows (or row pairs) handed to one parallel task.
+ROW_CHUNK = 8
+
+MODE_CONTINUOUS = 0
+MODE_DISCRETE = 1
+MODE_HORIZON = 2
+
+_REASSOC = {"reassoc"}
+_TWO_PI = 2.0 * math.pi
+
+
+# ----------------------------------------------------------------------------------------------------
+# scalar helpers (no fast-math flags)
+# ----------------------------------------------------------------------------------------------------
+@njit(cache=True, error_model="numpy")
+def _nadd(s, c, x):
+    """Neumaier step: add ``x`` to the compensated pair ``(s, c)``."""
+    t = s + x
+    if abs(s) >= abs(x):
+        c += (s - t) + x
+    else:
+        c += (x - t) + s
+    return t, c
+
+
+@njit(cache=True, error_model="numpy")
+def _expm1c(x, y):
+    """``exp(x + iy) - 1`` as ``(re, im)``, accurate for small arguments."""
+    h = math.sin(0.5 * y)
+    return math.expm1(x) * math.cos(y) - 2.0 * h * h, math.exp(x) * math.sin(y)
+
+
+@njit(cache=True, error_model="numpy")
+def _k_near_one(L, wr, wi):
+    """``(1 - e^{Lw}) / (1 - e^{w})`` for small ``w = wr + i wi`` (imag wrapped to (-pi, pi])."""
+    if wi > math.pi:
+        wi -= _TWO_PI
+    elif wi < -math.pi:
+        wi += _TWO_PI
+    if abs(wr) + abs(wi) < 1e-150:
+        return float(L), 0.0
+    dr, di = _expm1c(wr, wi)
+    nr, ni = _expm1c(L * wr, L * wi)
+    inv = 1.0 / (dr * dr + di * di)
+    return (nr * dr + ni * di) * inv, (ni * dr - nr * di) * inv
+
+
+@njit(cache=True, error_model="numpy")
+def _k_diag(mode, L, tau2, lam, i):
+    """Real kernel value ``K_ii`` of a system with itself (used by the Hermitian norm kernels)."""
+    ar = lam[0, i]
+    ai = lam[1, i]
+    if mode == MODE_CONTINUOUS:
+        return -1.0 / (2.0 * ar)
+    a2 = ar * ar + ai * ai
+    x = 1.0 - a2
+    if mode == MODE_DISCRETE:
+        return 1.0 / x
+    if x * x < tau2:
+        kr, _ = _k_near_one(L, 2.0 * lam[4, i], 0.0)
+        return kr
+    pr = lam[2, i]
+    pi_ = lam[3, i]
+    return (1.0 - (pr * pr + pi_ * pi_)) / x
+
+
+# ----------------------------------------------------------------------------------------------------
+# block helpers
+# ----------------------------------------------------------------------------------------------------
+@njit(cache=True, error_model="numpy")
+def _kblock(mode, L, tau2, lam1, i, lam2, k0, nb, buf):
+    """Write ``K[i, k0:k0+nb]`` into ``buf[0, :nb] + 1j * buf[1, :nb]``."""
+    ar = lam1[0, i]
+    ai = lam1[1, i]
+    if mode == MODE_CONTINUOUS:
+        # K = -1 / (a + conj b) = -conj(x) / |x|^2
+        for j in range(nb):
+            k = _u(k0 + j)
+            jj = _u(j)
+            xr = ar + lam2[0, k]
+            xi = ai - lam2[1, k]
+            inv = 1.0 / (xr * xr + xi * xi)
+            buf[0, jj] = -xr * inv
+            buf[1, jj] = xi * inv
+    elif mode == MODE_DISCRETE:
+        # K = 1 / (1 - a conj b) = conj(x) / |x|^2
+        for j in range(nb):
+            k = _u(k0 + j)
+            jj = _u(j)
+            br = lam2[0, k]
+            bi = lam2[1, k]
+            xr = 1.0 - (ar * br + ai * bi)
+            xi = ar * bi - ai * br
+            inv = 1.0 / (xr * xr + xi * xi)
+            buf[0, jj] = xr * inv
+            buf[1, jj] = -xi * inv
+    else:
+        apr = lam1[2, i]
+        api = lam1[3, i]
+        for j in range(nb):
+            k = _u(k0 + j)
+            jj = _u(j)
+            br = lam2[0, k]
+            bi = lam2[1, k]
+            pr = lam2[2, k]
+            pi_ = lam2[3, k]
+            xr = 1.0 - (ar * br + ai * bi)
+            xi = ar * bi - ai * br
+            d2 = xr * xr + xi * xi
+            nr = 1.0 - (apr * pr + api * pi_)
+            ni = apr * pi_ - api * pr
+            inv = 1.0 / d2
+            buf[0, jj] = (nr * xr + ni * xi) * inv
+            buf[1, jj] = (ni * xr - nr * xi) * inv
+            buf[2, jj] = d2
+        asr = lam1[4, i]
+        asi = lam1[5, i]
+        for j in range(nb):
+            if buf[2, j] < tau2:
+                buf[0, j], buf[1, j] = _k_near_one(L, asr + lam2[4, k0 + j], asi - lam2[5, k0 + j])
+
+
+@njit(cache=True, fastmath=_REASSOC, error_model="numpy")
+def _dot_kconj(buf, F, a, k0, nb):
+    """``sum_j K_j conj(F[a, k0 + j])`` with ``K`` in ``buf[0:2]``."""
+    yr = 0.0
+    yi = 0.0
+    for j in range(nb):
+        k = _u(k0 + j)
+        jj = _u(j)
+        kr = buf[0, jj]
+        ki = buf[1, jj]
+        fr = F[0, a, k]
+        fi = F[1, a, k]
+        yr += kr * fr + ki * fi
+        yi += ki * fr - kr * fi
+    return yr, yi
+
+
+@njit(cache=True, error_model="numpy")
+def _axpy_conj(gr, gi, F, a, k0, nb, buf, row):
+    """``buf[row:row+2, :nb] += g * conj(F[a, k0:k0+nb])``."""
+    for j in range(nb):
+        k = _u(k0 + j)
+        jj = _u(j)
+        fr = F[0, a, k]
+        fi = F[1, a, k]
+        buf[row, jj] += gr * fr + gi * fi
+        buf[row + 1, jj] += gi * fr - gr * fi
+
+
+@njit(cache=True, fastmath=_REASSOC, error_model="numpy")
+def _dot_kuv(buf, nb):
+    """``sum_j K_j u_j v_j`` with ``K, u, v`` in rows ``0:2, 3:5, 5:7`` of ``buf``."""
+    sr = 0.0
+    si = 0.0
+    for j in range(nb):
+        jj = _u(j)
+        kr = buf[0, jj]
+        ki = buf[1, jj]
+        ur = buf[3, jj]
+        ui = buf[4, jj]
+        vr = buf[5, jj]
+        vi = buf[6, jj]
+        wr = ur * vr - ui * vi
+        wi = ur * vi + ui * vr
+        sr += kr * wr - ki * wi
+        si += kr * wi + ki * wr
+    return sr, si
+
+
+@njit(cache=True, error_model="numpy")
+def _row(mode, L, tau2, lam1, U1, V1, i, lam2, U2, V2, k0, k1, buf):
+    """Compensated ``sum_{k0 <= k < k1} K_ik w_ik`` for one row ``i``; returns ``(re, im)``."""
+    q1 = U1.shape[1]
+    q2 = V1.shape[1]
+    sr = 0.0
+    cr = 0.0
+    si = 0.0
+    ci = 0.0
+    for b0 in range(k0, k1, BLOCK):
+        nb = min(BLOCK, k1 - b0)
+        _kblock(mode, L, tau2, lam1, i, lam2, b0, nb, buf)
+        tr = 0.0
+        ti = 0.0
+        if q2 == 0:
+            for a in range(q1):
+                yr, yi = _dot_kconj(buf, U2, a, b0, nb)
+                gr = U1[0, a, i]
+                gi = U1[1, a, i]
+                tr += gr * yr - gi * yi
+                ti += gr * yi + gi * yr
+        else:
+            for r in range(3, 7):
+                for j in range(nb):
+                    buf[r, j] = 0.0
+            for a in range(q1):
+                _axpy_conj(U1[0, a, i], U1[1, a, i], U2, a, b0, nb, buf, 3)
+            for b in range(q2):
+                _axpy_conj(V1[0, b, i], V1[1, b, i], V2, b, b0, nb, buf, 5)
+            tr, ti = _dot_kuv(buf, nb)
+        sr, cr = _nadd(sr, cr, tr)
+        si, ci = _nadd(si, ci, ti)
+    return sr + cr, si + ci
+
+
+@njit(cache=True, error_model="numpy")
+def _self_weight(U, V, i):
+    """Real pair weight ``w_ii`` of mode ``i`` with itself."""
+    q1 = U.shape[1]
+    q2 = V.shape[1]
+    su = 0.0
+    for a in range(q1):
+        su += U[0, a, i] * U[0, a, i] + U[1, a, i] * U[1, a, i]
+    if q2 == 0:
+        return su
+    sv = 0.0
+    for b in range(q2):
+        sv += V[0, b, i] * V[0, b, i] + V[1, b, i] * V[1, b, i]
+    return su * sv
+
+
+@njit(cache=True, error_model="numpy")
+def _norm_row(mode, L, tau2, lam, U, V, i, buf):
+    """Row ``i`` of the Hermitian sum: ``w_ii K_ii + 2 Re sum_{k > i} K_ik w_ik``."""
+    n = lam.shape[1]
+    off, _ = _row(mode, L, tau2, lam, U, V, i, lam, U, V, i + 1, n, buf)
+    return _k_diag(mode, L, tau2, lam, i) * _self_weight(U, V, i) + 2.0 * off
+
+
+# ----------------------------------------------------------------------------------------------------
+# public kernels
+# ----------------------------------------------------------------------------------------------------
+@njit(parallel=True, cache=True, error_model="numpy")
+def inner_single(mode, L, tau2, lam1, U1, V1, lam2, U2, V2):
+    """``sum_{i,k} K_ik w_ik`` of one pair of systems, parallel over rows; returns ``(re, im)``."""
+    n1 = lam1.shape[1]
+    n2 = lam2.shape[1]
+    rows = np.zeros((n1, 2))
+    nch = (n1 + ROW_CHUNK - 1) // ROW_CHUNK
+    for c in prange(nch):
+        buf = np.empty((7, BLOCK))
+        for i in range(c * ROW_CHUNK, min(n1, (c + 1) * ROW_CHUNK)):
+            r, s = _row(mode, L, tau2, lam1, U1, V1, i, lam2, U2, V2, 0, n2, buf)
+            rows[i, 0] = r
+            rows[i, 1] = s
+    sr = 0.0
+    cr = 0.0
+    si = 0.0
+    ci = 0.0
+    for i in range(n1):
+        sr, cr = _nadd(sr, cr, rows[i, 0])
+        si, ci = _nadd(si, ci, rows[i, 1])
+    return sr + cr, si + ci
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def norm2_single(mode, L, tau2, lam, U, V):
+    """Hermitian ``sum_{i,k} K_ik w_ik`` (real) of one system, parallel over row pairs."""
+    n = lam.shape[1]
+    rows = np.zeros(n)
+    ntask = (n + 1) // 2
+    nch = (ntask + ROW_CHUNK - 1) // ROW_CHUNK
+    for c in prange(nch):
+        buf = np.empty((7, BLOCK))
+        for t in range(c * ROW_CHUNK, min(ntask, (c + 1) * ROW_CHUNK)):
+            # rows t and n-1-t together cost about n pair evaluations: balanced tasks
+            rows[t] = _norm_row(mode, L, tau2, lam, U, V, t, buf)
+            i2 = n - 1 - t
+            if i2 != t:
+                rows[i2] = _norm_row(mode, L, tau2, lam, U, V, i2, buf)
+    s = 0.0
+    cs = 0.0
+    for i in range(n):
+        s, cs = _nadd(s, cs, rows[i])
+    return s + cs
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def inner_batched(mode, L, tau2, lam1, U1, V1, lam2, U2, V2):
+    """Batched :func:`inner_single`, parallel over the batch axis; returns ``(N, 2)``."""
+    nsys = lam1.shape[0]
+    n1 = lam1.shape[2]
+    n2 = lam2.shape[2]
+    out = np.zeros((nsys, 2))
+    for s in prange(nsys):
+        buf = np.empty((7, BLOCK))
+        l1 = lam1[s]
+        u1 = U1[s]
+        v1 = V1[s]
+        l2 = lam2[s]
+        u2 = U2[s]
+        v2 = V2[s]
+        sr = 0.0
+        cr = 0.0
+        si = 0.0
+        ci = 0.0
+        for i in range(n1):
+            r, q = _row(mode, L, tau2, l1, u1, v1, i, l2, u2, v2, 0, n2, buf)
+            sr, cr = _nadd(sr, cr, r)
+            si, ci = _nadd(si, ci, q)
+        out[s, 0] = sr + cr
+        out[s, 1] = si + ci
+    return out
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def norm2_batched(mode, L, tau2, lam, U, V):
+    """Batched :func:`norm2_single`, parallel over the batch axis; returns ``(N,)``."""
+    nsys = lam.shape[0]
+    n = lam.shape[2]
+    out = np.zeros(nsys)
+    for s in prange(nsys):
+        buf = np.empty((7, BLOCK))
+        ls = lam[s]
+        us = U[s]
+        vs = V[s]
+        acc = 0.0
+        comp = 0.0
+        for i in range(n):
+            acc, comp = _nadd(acc, comp, _norm_row(mode, L, tau2, ls, us, vs, i, buf))
+        out[s] = acc + comp
+    return out
