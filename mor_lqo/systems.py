@@ -96,11 +96,12 @@ class LQOSystem:
 
     __slots__ = ("_A", "_lam", "_B", "_C", "_M", "_D", "_dt", "_conv", "_half", "_cache")
 
-    def __init__(self, A, B, C=None, M=None, D=None, dt=0.0, convention="current"):
-        A = as_float_or_complex(A, "A")
-        if A.ndim != 2 or A.shape[0] != A.shape[1]:
-            raise ShapeError(f"A must be a square matrix, got shape {A.shape}")
-        self._setup(A=A, lam=None, B=B, C=C, M=M, D=D, dt=dt, convention=convention)
+    def __new__(cls, A, B, C=None, M=None, D=None, dt=0.0, convention="current"):
+        # Fully built here so that LQOSystem(...) without M returns an LTISystem instance.
+        return LQOSystem._make(A=A, B=B, C=C, M=M, D=D, dt=dt, convention=convention)
+
+    def __init__(self, *args, **kwargs):  # construction happens in __new__ / _make
+        pass
 
     # ------------------------------------------------------------------ construction
     def _setup(self, *, A, lam, B, C, M, D, dt, convention, half=None):
@@ -169,6 +170,8 @@ class LQOSystem:
             A = as_float_or_complex(A, "A")
             if A.ndim != 2 or A.shape[0] != A.shape[1]:
                 raise ShapeError(f"A must be a square matrix, got shape {A.shape}")
+        elif lam is None:
+            raise ShapeError("give A or lam")
         obj._setup(A=A, lam=lam, B=B, C=C, M=M, D=D, dt=dt, convention=convention, half=half)
         return obj
 
@@ -641,8 +644,8 @@ class LTISystem(LQOSystem):
 
     __slots__ = ()
 
-    def __init__(self, A, B, C, D=None, dt=0.0, convention="current"):
-        super().__init__(A, B, C=C, M=None, D=D, dt=dt, convention=convention)
+    def __new__(cls, A, B, C, D=None, dt=0.0, convention="current"):
+        return LQOSystem._make(A=A, B=B, C=C, M=None, D=D, dt=dt, convention=convention)
 
     @classmethod
     def diagonal(cls, lam, B, C, D=None, dt=0.0, convention="current"):
