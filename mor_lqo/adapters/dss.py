@@ -1,0 +1,6 @@
+MULTI = True
+DEFAULTS: dict = {}
+
+
+def find(keys, arch=None):
+    return []

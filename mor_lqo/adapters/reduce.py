@@ -1,0 +1,279 @@
+r"""Reduce every SSM block of a state dict and write the reduced systems back into the layout.
+
+Pipeline per block (checkpoint_formats.md §11): extract the exact discrete systems → reduce each unit
+(per channel for S4/S4D, jointly for S5/LRU/LQO, shared-mode selection for DSS, index pruning for
+Mamba) with a pluggable ``reducer(system, r) -> rom`` → :func:`~mor_lqo.adapters.modal_form.to_half_modes`
+→ inverse parametrisation of the layout → cast back to the input's array type and dtype. Every write-back
+is verified by re-extracting the new arrays (float64, before the cast) and comparing the impulse
+response with the reduced model's (:data:`WRITEBACK_RTOL`).
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from ..errors import LayoutError, MorLqoError, OrderError, UnstableSystemError
+from ..systems import LQOSystem
+from ._common import is_torch_tensor, to_numpy
+from .block import Block, HalfModes, Unit
+from .io import _View
+from .modal_form import to_half_modes
+from .registry import extract as _extract_flat
+from .registry import family
+
+__all__ = ["reduce_state_dict", "modal_reducer", "ReducerUnavailableError", "get_reducer"]
+
+# Relative impulse-response mismatch tolerated between a reduced model and its re-extracted write-back
+# (float64 arithmetic through log/exp and eigen-decompositions: ~1e-13 expected; 1e-8 flags real bugs).
+WRITEBACK_RTOL = 1e-8
+CHECK_LAGS = 64
+
+_METHODS = {
+    "bt": "balanced_truncation",
+    "balanced_truncation": "balanced_truncation",
+    "h2": "h2_gradient",
+    "h2_gradient": "h2_gradient",
+    "modal_truncation": "modal_truncation",
+}
+
+
+class ReducerUnavailableError(MorLqoError, ImportError):
+    """The requested reduction method is not available in this installation of mor_lqo."""
+
+
+def modal_reducer(system_modes: HalfModes, r: int, horizon: int | None = None) -> HalfModes:
+    r"""Exact modal truncation of stored half modes to real order ``r`` (even).
+
+    Keeps the ``r/2`` stored modes with the largest diagonal h2 contribution
+    :math:`\|c_i\|^2\|b_i\|^2/(1-|\lambda_i|^2)` (finite-horizon sum when ``horizon`` is given), in their
+    original order. Needs no reducer and writes back exactly into every conjugate-pair layout.
+    """
+    r = int(r)
+    if r % 2:
+        raise OrderError(
+            f"modal truncation keeps whole conjugate pairs, so the real order must be even (got {r}); "
+            "use method='bt' or 'h2' for odd orders (a real mode then costs one stored slot)"
+        )
+    k = r // 2
+    if k < 1:
+        raise OrderError(f"reduced order must be >= 2 for modal truncation, got {r}")
+    if k >= system_modes.n:
+        return system_modes
+    s = system_modes.h2_contributions(horizon)
+    keep = np.sort(np.argsort(-s, kind="stable")[:k])
+    return system_modes.select(keep)
+
+
+def get_reducer(method) -> Callable:
+    """``reducer(system, r) -> rom`` for a method name (looked up lazily in mor_lqo) or a callable."""
+    if callable(method):
+        return method
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a name or a callable reducer(system, r), got {method!r}")
+    import mor_lqo
+
+    name = _METHODS.get(method, method)
+    fn = getattr(mor_lqo, name, None)
+    if fn is None or not callable(fn):
+        raise ReducerUnavailableError(
+            f"method {method!r} needs mor_lqo.{name}, which is not available in this installation; "
+            "use method='modal' (exact modal truncation, no reducer needed) or pass a callable "
+            "reducer(system, r) -> reduced system"
+        )
+    return fn
+
+
+def _rom_of(out) -> LQOSystem:
+    if isinstance(out, LQOSystem):
+        return out
+    rom = getattr(out, "rom", None)
+    if isinstance(rom, LQOSystem):
+        return rom
+    raise TypeError(f"the reducer returned {type(out).__name__}, expected an LQOSystem or a result "
+                    "with .rom")
+
+
+def _reduce_unit(unit: Unit, r: int, method, kappa: float, sign: int, horizon) -> HalfModes:
+    if r >= unit.system.order:
+        if unit.modes is not None:
+            return unit.modes
+        return to_half_modes(unit.system, kappa, sign)
+    if method == "modal":
+        modes = unit.modes if unit.modes is not None else to_half_modes(unit.system, kappa, sign)
+        return modal_reducer(modes, r, horizon)
+    rom = _rom_of(get_reducer(method)(unit.system, r))
+    return to_half_modes(rom, kappa, sign)
+
+
+def _h2(full: LQOSystem, red: LQOSystem):
+    """(h2 error, h2 norm) via mor_lqo's norms when available; (None, None) otherwise or if unstable."""
+    import mor_lqo
+
+    h2_error = getattr(mor_lqo, "h2_error", None)
+    h2_norm = getattr(mor_lqo, "h2_norm", None)
+    if h2_error is None or h2_norm is None:
+        return None, None
+    try:
+        return float(h2_error(full, red)), float(h2_norm(full))
+    except (UnstableSystemError, NotImplementedError):
+        return None, None
+
+
+def _like(orig, new: np.ndarray):
+    """``new`` (float64/complex128 numpy) in the array type, dtype and device of ``orig``."""
+    new = np.asarray(new)
+    if is_torch_tensor(orig):
+        import torch
+
+        if orig.is_complex() != np.iscomplexobj(new):
+            raise LayoutError(f"internal: complex/real mismatch writing a {orig.dtype} tensor")
+        t = torch.from_numpy(np.ascontiguousarray(new))
+        return t.to(dtype=orig.dtype, device=orig.device)
+    o = np.asarray(orig)
+    if np.iscomplexobj(o) != np.iscomplexobj(new):
+        raise LayoutError(f"internal: complex/real mismatch writing a {o.dtype} array")
+    return new.astype(o.dtype)
+
+
+def _n_params(values) -> int:
+    return int(sum(int(np.prod(np.shape(to_numpy(v)))) for v in values))
+
+
+def _verify(fam, block: Block, flat_np: dict, arrays: dict, modes: list[HalfModes]) -> float:
+    """Max relative impulse-response mismatch between the reduced models and the written arrays."""
+    tmp = dict(flat_np)
+    tmp.update(arrays)
+    nb = fam.extract(tmp, block.name, **block.settings)
+    worst = 0.0
+    for u_new, hm, u_old in zip(nb.units, modes, block.units):
+        ref = hm.system(dt=u_old.system.dt).impulse_response(CHECK_LAGS)
+        got = u_new.system.impulse_response(CHECK_LAGS)
+        scale = max(np.linalg.norm(ref), np.linalg.norm(u_old.system.impulse_response(CHECK_LAGS)),
+                    1e-300)
+        worst = max(worst, float(np.linalg.norm(got - ref) / scale))
+    return worst
+
+
+def reduce_state_dict(state_dict, order, method="modal", arch: str = "auto", *,
+                      horizon: int | None = None, uniform: bool = True, **settings):
+    r"""Reduce every SSM block of a state dict and write it back into the layout's own parametrisation.
+
+    Parameters
+    ----------
+    state_dict : Mapping or path
+        Flat, nested (``{'model': ...}``) or ``module.``-prefixed dict of torch tensors or numpy
+        arrays, or a checkpoint path (loaded with :func:`~mor_lqo.adapters.load`).
+    order : int or dict
+        Reduced *real* order per unit (per channel for S4/S4D/DSS, per layer for S5/LRU/LQO), i.e.
+        twice the number of stored complex modes; a dict maps block names (key prefixes) to orders
+        (blocks not listed are kept). An order ≥ the full order keeps the unit unchanged (identity
+        write-back).
+    method : {"modal", "bt", "h2", ...} or callable
+        ``"modal"``: exact modal truncation (:func:`modal_reducer`, no reducer needed). Other names are
+        looked up in ``mor_lqo`` at call time (``"bt"`` → ``balanced_truncation``, ``"h2"`` →
+        ``h2_gradient``); a callable ``reducer(system, r) -> rom`` is used as it is. DSS blocks allow
+        only ``"modal"`` (shared Λ); Mamba blocks use ``"index"`` pruning (see :mod:`.mamba`).
+    arch : str
+        ``"auto"`` or one layout name (see :data:`mor_lqo.adapters.KNOWN`).
+    uniform : bool, default True
+        Pad all blocks of a layout to the same stored size with inert modes, so that the new dict loads
+        into a model built with one state size for all layers (False: each block keeps its own size).
+    horizon : int, optional
+        Finite horizon for the modal ranking (needed when modes have |λ| ≥ 1, e.g. DSS softmax).
+    **settings
+        Layout settings not stored in the state dict (``disc``, ``dt_transform``, ``conj_sym``, ...);
+        see :func:`~mor_lqo.adapters.extract`.
+
+    Returns
+    -------
+    new_state_dict : Mapping
+        Same structure, container type, array type and dtypes as the input; only the SSM keys change
+        (other values are passed through as the same objects). The input is never modified.
+    report : list of dict
+        Per block: ``name``, ``arch``, ``order_before``/``order_after`` and ``stored_before``/
+        ``stored_after`` (per unit, maxima), ``h2_error``/``h2_norm``/``rel_h2_error`` (root-sum-square
+        over units; None if unavailable or unstable), ``params_before``/``params_after``,
+        ``writeback_error`` (relative, float64) and ``build`` (constructor arguments for strict
+        loading, e.g. ``{"d_state": 10}``).
+    """
+    if not isinstance(state_dict, Mapping):
+        from .io import load
+
+        state_dict = load(state_dict)
+    view = _View(state_dict)
+    flat_orig = view.flat
+    flat_np = {k: to_numpy(v) for k, v in flat_orig.items()}
+    blocks = _extract_flat(flat_np, arch, **settings)
+    new_flat = dict(flat_orig)
+    # pass 1: reduce every unit
+    plans = []
+    for block in blocks:
+        if isinstance(order, Mapping):
+            if block.name not in order:
+                continue
+            r = order[block.name]
+        else:
+            r = order
+        if isinstance(r, bool) or not isinstance(r, numbers.Integral) or r < 1:
+            raise OrderError(f"order must be a positive integer (real order per unit), got {r!r}")
+        r = int(r)
+        fam = family(block.arch)
+        if fam.reduce_block is not None:
+            plans.append((block, fam, None, fam.reduce_block(block, r, method, horizon=horizon)))
+        else:
+            kappa, sign = fam.kappa(block), fam.sign(block)
+            modes = [_reduce_unit(u, r, method, kappa, sign, horizon) for u in block.units]
+            plans.append((block, fam, modes, None))
+    # common stored size per layout (one d_state / state size for the whole model)
+    common: dict[str, int] = {}
+    if uniform:
+        for block, _, modes, _ in plans:
+            if modes is not None:
+                common[block.arch] = max(common.get(block.arch, 0), max(hm.n for hm in modes))
+    # pass 2: write back and verify
+    report = []
+    for block, fam, modes, done in plans:
+        if done is not None:
+            arrays, modes, build, extra = done
+        else:
+            arrays, build = fam.write_back(block, modes, common.get(block.arch))
+            extra = {}
+        entry = {"name": block.name, "arch": block.arch, "method": method if isinstance(method, str)
+                 else getattr(method, "__name__", "callable"),
+                 "order_before": block.order, "stored_before": block.stored,
+                 "params_before": _n_params(flat_orig[k] for k in block.keys)}
+        if block.lti:
+            err2 = norm2 = 0.0
+            have = True
+            for u, hm in zip(block.units, modes):
+                e, nrm = _h2(u.system, hm.system(dt=u.system.dt))
+                if e is None:
+                    have = False
+                    break
+                err2 += e * e
+                norm2 += nrm * nrm
+            entry["order_after"] = max(hm.real_order for hm in modes)
+            entry["stored_after"] = max(hm.n for hm in modes)
+            entry["h2_error"] = float(np.sqrt(err2)) if have else None
+            entry["h2_norm"] = float(np.sqrt(norm2)) if have else None
+            entry["rel_h2_error"] = (float(np.sqrt(err2 / norm2)) if have and norm2 > 0 else None)
+            werr = _verify(fam, block, flat_np, arrays, modes)
+            if not np.isfinite(werr) or werr > WRITEBACK_RTOL:
+                raise LayoutError(
+                    f"{block.name}: write-back verification failed (relative impulse-response "
+                    f"mismatch {werr:.3g} > {WRITEBACK_RTOL:g}); the reduced model is not "
+                    f"representable in the {block.arch} layout"
+                )
+            entry["writeback_error"] = werr
+        entry.update(extra)
+        for k, v in arrays.items():
+            if k not in flat_orig:
+                raise LayoutError(f"internal: write-back produced unknown key {k!r}")
+            new_flat[k] = _like(flat_orig[k], v)
+        entry["params_after"] = _n_params(new_flat[k] for k in block.keys)
+        entry["build"] = build
+        report.append(entry)
+    return view.rebuild(new_flat), report
