@@ -135,6 +135,25 @@ def test_batched_matches_reference(discrete, horizon, m, p, n1, n2, N):
         assert abs(single - nrm[s]) <= 1e-14 * nrm[s]
 
 
+@pytest.mark.parametrize("serial_work", [0, 1 << 62])  # force parallel / serial kernels
+@pytest.mark.parametrize("N", [None, 2, 12])  # single; few systems (per-system loop); batch-parallel
+def test_all_dispatch_paths(monkeypatch, serial_work, N):
+    from mor_lqo.kernels import cauchy as cmod
+
+    monkeypatch.setattr(cmod, "SERIAL_WORK", serial_work)
+    rng = np.random.default_rng(7 + (N or 0))
+    for discrete, horizon in [(True, None), (True, 40), (False, None)]:
+        s1 = rand_system(rng, 290, 2, 1, discrete=discrete, batch=N)  # 290 x 270 > 1 << 16 pairs:
+        s2 = rand_system(rng, 270, 2, 1, discrete=discrete, batch=N)  # per-system loop for N = 2
+        val = cauchy_inner(*s1, *s2, discrete, horizon)
+        ref = cauchy_inner_ref(*s1, *s2, discrete, horizon)
+        assert np.all(np.abs(val - ref) <= RTOL * np.abs(ref))
+        nrm = cauchy_norm2(*s1, discrete, horizon)
+        nref = cauchy_norm2_ref(*s1, discrete, horizon)
+        assert np.all(np.abs(nrm - nref) <= RTOL * nref)
+        assert np.shape(val) == np.shape(nrm) == (() if N is None else (N,))
+
+
 def test_kernel_modes_agree_on_kernel_paths():
     """Kronecker and two-dot factor forms give the same value (both are exercised by dispatch)."""
     from mor_lqo.kernels import cauchy as cmod

@@ -186,11 +186,34 @@ def _mode(discrete: bool, horizon: int | None) -> int:
     return nb.MODE_DISCRETE if horizon is None else nb.MODE_HORIZON
 
 
-def _parallel_over_batch(nsys: int, work_per_system: int) -> bool:
-    """Batch-parallel kernel for many or small systems, row-parallel kernel per system otherwise."""
+#: Below this much work (kernel values times per-pair cost) the serial kernels are used: starting a
+#: parallel region costs tens of microseconds (far more on an oversubscribed machine).
+SERIAL_WORK = 1 << 20
+
+
+def _work(pairs: int, m: int, p: int, kron: bool) -> int:
+    """Work estimate: kernel values times the per-pair cost (factor products + division)."""
+    return pairs * ((m * p if kron else m + p + 2) + 3)
+
+
+def _run_single(kernels, work: int, *args):
+    parallel, serial = kernels
+    return serial(*args) if work < SERIAL_WORK else parallel(*args)
+
+
+def _run_batched(single, batched, batch: int, work: int, args):
+    """Dispatch a batch: serial / batch-parallel kernel, or the row-parallel kernel per system.
+
+    ``args = (mode, L, tau2, arrays...)``; ``work`` is the work of one system.
+    """
     import numba
 
-    return nsys >= 4 * numba.get_num_threads() or work_per_system < (1 << 16)
+    head, arrays = args[:3], args[3:]
+    if batch * work < SERIAL_WORK:
+        return [batched[1](*head, *arrays)]
+    if batch >= 4 * numba.get_num_threads() or work < (1 << 16):
+        return [batched[0](*head, *arrays)]
+    return [_run_single(single, work, *head, *(a[s] for a in arrays)) for s in range(batch)]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -366,17 +389,17 @@ def cauchy_inner(lam1, B1, C1, lam2, B2, C2, discrete: bool, horizon: int | None
     mode = _mode(bool(discrete), horizon)
     Lh = 0 if horizon is None else horizon
     tau2 = NEAR_ONE_TAU**2
+    work = _work(n1 * n2, m1, p1, kron)
+    args = (mode, Lh, tau2, L1, U1, V1, L2, U2, V2)
+    single = (nb.inner_single, nb.inner_single_serial)
     if batch is None:
-        re, im = nb.inner_single(mode, Lh, tau2, L1, U1, V1, L2, U2, V2)
+        re, im = _run_single(single, work, *args)
         return complex(re, im)
-    if _parallel_over_batch(batch, n1 * n2):
-        out = nb.inner_batched(mode, Lh, tau2, L1, U1, V1, L2, U2, V2)
+    parts = _run_batched(single, (nb.inner_batched, nb.inner_batched_serial), batch, work, args)
+    if len(parts) == 1:
+        out = parts[0]
         return out[:, 0] + 1j * out[:, 1]
-    res = np.empty(batch, dtype=np.complex128)
-    for s in range(batch):
-        re, im = nb.inner_single(mode, Lh, tau2, L1[s], U1[s], V1[s], L2[s], U2[s], V2[s])
-        res[s] = complex(re, im)
-    return res
+    return np.array([complex(re, im) for re, im in parts])
 
 
 def cauchy_norm2(lam, B, C, discrete: bool, horizon: int | None = None):
@@ -435,12 +458,15 @@ def cauchy_norm2(lam, B, C, discrete: bool, horizon: int | None = None):
 
     lam, B, C = (_c128(a) for a in (lam, B, C))
     Lp = _pack_lam(lam, horizon)
-    U, V = _pack_factors(B, C, _use_kron(m, p))
+    kron = _use_kron(m, p)
+    U, V = _pack_factors(B, C, kron)
     mode = _mode(bool(discrete), horizon)
     Lh = 0 if horizon is None else horizon
     tau2 = NEAR_ONE_TAU**2
+    work = _work(n * (n + 1) // 2, m, p, kron)
+    args = (mode, Lh, tau2, Lp, U, V)
+    single = (nb.norm2_single, nb.norm2_single_serial)
     if batch is None:
-        return float(nb.norm2_single(mode, Lh, tau2, Lp, U, V))
-    if _parallel_over_batch(batch, n * n // 2):
-        return nb.norm2_batched(mode, Lh, tau2, Lp, U, V)
-    return np.array([nb.norm2_single(mode, Lh, tau2, Lp[s], U[s], V[s]) for s in range(batch)])
+        return float(_run_single(single, work, *args))
+    parts = _run_batched(single, (nb.norm2_batched, nb.norm2_batched_serial), batch, work, args)
+    return parts[0] if len(parts) == 1 else np.array(parts, dtype=np.float64)

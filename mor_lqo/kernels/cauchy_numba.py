@@ -282,29 +282,101 @@ def _norm_row(mode, L, tau2, lam, U, V, i, buf):
 
 
 # ----------------------------------------------------------------------------------------------------
-# public kernels
+# chunk / system workers shared by the parallel and the serial kernels
 # ----------------------------------------------------------------------------------------------------
-@njit(parallel=True, cache=True, error_model="numpy")
-def inner_single(mode, L, tau2, lam1, U1, V1, lam2, U2, V2):
-    """``sum_{i,k} K_ik w_ik`` of one pair of systems, parallel over rows; returns ``(re, im)``."""
+@njit(cache=True, error_model="numpy")
+def _inner_rows(mode, L, tau2, lam1, U1, V1, lam2, U2, V2, r0, r1, rows):
+    """Rows ``r0 <= i < r1`` of the inner product into ``rows[i] = (re, im)``."""
+    buf = np.empty((7, BLOCK))
+    n2 = lam2.shape[1]
+    for i in range(r0, r1):
+        r, s = _row(mode, L, tau2, lam1, U1, V1, i, lam2, U2, V2, 0, n2, buf)
+        rows[i, 0] = r
+        rows[i, 1] = s
+
+
+@njit(cache=True, error_model="numpy")
+def _norm_tasks(mode, L, tau2, lam, U, V, t0, t1, rows):
+    """Row pairs ``(t, n-1-t)`` for ``t0 <= t < t1`` (each pair costs about n kernel values)."""
+    buf = np.empty((7, BLOCK))
+    n = lam.shape[1]
+    for t in range(t0, t1):
+        rows[t] = _norm_row(mode, L, tau2, lam, U, V, t, buf)
+        i2 = n - 1 - t
+        if i2 != t:
+            rows[i2] = _norm_row(mode, L, tau2, lam, U, V, i2, buf)
+
+
+@njit(cache=True, error_model="numpy")
+def _sum_rows2(rows):
+    sr = 0.0
+    cr = 0.0
+    si = 0.0
+    ci = 0.0
+    for i in range(rows.shape[0]):
+        sr, cr = _nadd(sr, cr, rows[i, 0])
+        si, ci = _nadd(si, ci, rows[i, 1])
+    return sr + cr, si + ci
+
+
+@njit(cache=True, error_model="numpy")
+def _sum_rows1(rows):
+    s = 0.0
+    c = 0.0
+    for i in range(rows.shape[0]):
+        s, c = _nadd(s, c, rows[i])
+    return s + c
+
+
+@njit(cache=True, error_model="numpy")
+def _inner_system(mode, L, tau2, lam1, U1, V1, lam2, U2, V2, buf):
+    """Whole inner product of one pair of systems, serially; returns ``(re, im)``."""
     n1 = lam1.shape[1]
     n2 = lam2.shape[1]
-    rows = np.zeros((n1, 2))
-    nch = (n1 + ROW_CHUNK - 1) // ROW_CHUNK
-    for c in prange(nch):
-        buf = np.empty((7, BLOCK))
-        for i in range(c * ROW_CHUNK, min(n1, (c + 1) * ROW_CHUNK)):
-            r, s = _row(mode, L, tau2, lam1, U1, V1, i, lam2, U2, V2, 0, n2, buf)
-            rows[i, 0] = r
-            rows[i, 1] = s
     sr = 0.0
     cr = 0.0
     si = 0.0
     ci = 0.0
     for i in range(n1):
-        sr, cr = _nadd(sr, cr, rows[i, 0])
-        si, ci = _nadd(si, ci, rows[i, 1])
+        r, q = _row(mode, L, tau2, lam1, U1, V1, i, lam2, U2, V2, 0, n2, buf)
+        sr, cr = _nadd(sr, cr, r)
+        si, ci = _nadd(si, ci, q)
     return sr + cr, si + ci
+
+
+@njit(cache=True, error_model="numpy")
+def _norm_system(mode, L, tau2, lam, U, V, buf):
+    """Whole Hermitian sum of one system, serially."""
+    acc = 0.0
+    comp = 0.0
+    for i in range(lam.shape[1]):
+        acc, comp = _nadd(acc, comp, _norm_row(mode, L, tau2, lam, U, V, i, buf))
+    return acc + comp
+
+
+# ----------------------------------------------------------------------------------------------------
+# public kernels: parallel versions and serial versions (for small work, where starting a parallel
+# region costs more than it saves, in particular on busy machines)
+# ----------------------------------------------------------------------------------------------------
+@njit(parallel=True, cache=True, error_model="numpy")
+def inner_single(mode, L, tau2, lam1, U1, V1, lam2, U2, V2):
+    """``sum_{i,k} K_ik w_ik`` of one pair of systems, parallel over rows; returns ``(re, im)``."""
+    n1 = lam1.shape[1]
+    rows = np.zeros((n1, 2))
+    nch = (n1 + ROW_CHUNK - 1) // ROW_CHUNK
+    for c in prange(nch):
+        r0 = c * ROW_CHUNK
+        _inner_rows(mode, L, tau2, lam1, U1, V1, lam2, U2, V2, r0, min(n1, r0 + ROW_CHUNK), rows)
+    return _sum_rows2(rows)
+
+
+@njit(cache=True, error_model="numpy")
+def inner_single_serial(mode, L, tau2, lam1, U1, V1, lam2, U2, V2):
+    """Serial :func:`inner_single` (same rounding: rows are reduced in the same order)."""
+    n1 = lam1.shape[1]
+    rows = np.zeros((n1, 2))
+    _inner_rows(mode, L, tau2, lam1, U1, V1, lam2, U2, V2, 0, n1, rows)
+    return _sum_rows2(rows)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -315,45 +387,43 @@ def norm2_single(mode, L, tau2, lam, U, V):
     ntask = (n + 1) // 2
     nch = (ntask + ROW_CHUNK - 1) // ROW_CHUNK
     for c in prange(nch):
-        buf = np.empty((7, BLOCK))
-        for t in range(c * ROW_CHUNK, min(ntask, (c + 1) * ROW_CHUNK)):
-            # rows t and n-1-t together cost about n pair evaluations: balanced tasks
-            rows[t] = _norm_row(mode, L, tau2, lam, U, V, t, buf)
-            i2 = n - 1 - t
-            if i2 != t:
-                rows[i2] = _norm_row(mode, L, tau2, lam, U, V, i2, buf)
-    s = 0.0
-    cs = 0.0
-    for i in range(n):
-        s, cs = _nadd(s, cs, rows[i])
-    return s + cs
+        t0 = c * ROW_CHUNK
+        _norm_tasks(mode, L, tau2, lam, U, V, t0, min(ntask, t0 + ROW_CHUNK), rows)
+    return _sum_rows1(rows)
+
+
+@njit(cache=True, error_model="numpy")
+def norm2_single_serial(mode, L, tau2, lam, U, V):
+    """Serial :func:`norm2_single` (same rounding)."""
+    n = lam.shape[1]
+    rows = np.zeros(n)
+    _norm_tasks(mode, L, tau2, lam, U, V, 0, (n + 1) // 2, rows)
+    return _sum_rows1(rows)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def inner_batched(mode, L, tau2, lam1, U1, V1, lam2, U2, V2):
     """Batched :func:`inner_single`, parallel over the batch axis; returns ``(N, 2)``."""
     nsys = lam1.shape[0]
-    n1 = lam1.shape[2]
-    n2 = lam2.shape[2]
     out = np.zeros((nsys, 2))
     for s in prange(nsys):
         buf = np.empty((7, BLOCK))
-        l1 = lam1[s]
-        u1 = U1[s]
-        v1 = V1[s]
-        l2 = lam2[s]
-        u2 = U2[s]
-        v2 = V2[s]
-        sr = 0.0
-        cr = 0.0
-        si = 0.0
-        ci = 0.0
-        for i in range(n1):
-            r, q = _row(mode, L, tau2, l1, u1, v1, i, l2, u2, v2, 0, n2, buf)
-            sr, cr = _nadd(sr, cr, r)
-            si, ci = _nadd(si, ci, q)
-        out[s, 0] = sr + cr
-        out[s, 1] = si + ci
+        r, q = _inner_system(mode, L, tau2, lam1[s], U1[s], V1[s], lam2[s], U2[s], V2[s], buf)
+        out[s, 0] = r
+        out[s, 1] = q
+    return out
+
+
+@njit(cache=True, error_model="numpy")
+def inner_batched_serial(mode, L, tau2, lam1, U1, V1, lam2, U2, V2):
+    """Serial :func:`inner_batched`."""
+    nsys = lam1.shape[0]
+    out = np.zeros((nsys, 2))
+    buf = np.empty((7, BLOCK))
+    for s in range(nsys):
+        r, q = _inner_system(mode, L, tau2, lam1[s], U1[s], V1[s], lam2[s], U2[s], V2[s], buf)
+        out[s, 0] = r
+        out[s, 1] = q
     return out
 
 
@@ -361,16 +431,19 @@ def inner_batched(mode, L, tau2, lam1, U1, V1, lam2, U2, V2):
 def norm2_batched(mode, L, tau2, lam, U, V):
     """Batched :func:`norm2_single`, parallel over the batch axis; returns ``(N,)``."""
     nsys = lam.shape[0]
-    n = lam.shape[2]
     out = np.zeros(nsys)
     for s in prange(nsys):
         buf = np.empty((7, BLOCK))
-        ls = lam[s]
-        us = U[s]
-        vs = V[s]
-        acc = 0.0
-        comp = 0.0
-        for i in range(n):
-            acc, comp = _nadd(acc, comp, _norm_row(mode, L, tau2, ls, us, vs, i, buf))
-        out[s] = acc + comp
+        out[s] = _norm_system(mode, L, tau2, lam[s], U[s], V[s], buf)
+    return out
+
+
+@njit(cache=True, error_model="numpy")
+def norm2_batched_serial(mode, L, tau2, lam, U, V):
+    """Serial :func:`norm2_batched`."""
+    nsys = lam.shape[0]
+    out = np.zeros(nsys)
+    buf = np.empty((7, BLOCK))
+    for s in range(nsys):
+        out[s] = _norm_system(mode, L, tau2, lam[s], U[s], V[s], buf)
     return out
