@@ -34,6 +34,9 @@ __all__ = ["to_half_modes"]
 PAIR_RTOL = 1e-8
 # Relative tolerance for the real-output consistency checks of the residues (B_b = alpha conj(B_a), ...).
 REAL_RTOL = 1e-7
+# Modes whose input row or output column is below this fraction of the largest are dropped (exact up
+# to that level: their contribution to the kernel is at most DEAD_RTOL * |b|max * |c|max / (1 - |lam|)).
+DEAD_RTOL = 1e-12
 # Eigenvector condition number above which a dense model is considered non-diagonalisable.
 COND_MAX = 1e10
 
@@ -149,6 +152,8 @@ def _pair_up(lam, Bf, Cf, Mf, D, kappa, sign, exact_pairs) -> HalfModes:
         members.append(a)
         partners.append(b)
     reals = [i for i in range(n) if is_real[i]]
+    if Mf is not None and len(members) > 1:
+        members, partners = _orient_for_quadratic(Mf, members, partners)
 
     normB = max(np.linalg.norm(Bf), 1e-300)
     normC = max(np.linalg.norm(Cf), 1e-300)
@@ -190,7 +195,71 @@ def _pair_up(lam, Bf, Cf, Mf, D, kappa, sign, exact_pairs) -> HalfModes:
     if Mf is not None:
         M_s = _quadratic_half(Mf, members, np.array(partners, dtype=int), np.array(alphas),
                               reals_a, phis)
-    return HalfModes(lam=lam_s, B=B_s, C=C_s, D=D, kappa=kappa, M=M_s)
+    hm = HalfModes(lam=lam_s, B=B_s, C=C_s, D=D, kappa=kappa, M=M_s)
+    return _drop_dead(hm)
+
+
+def _drop_dead(hm: HalfModes) -> HalfModes:
+    """Remove modes that are (numerically) unreachable or unobservable; they do not affect the map.
+
+    A mode with B row ~ 0 never leaves the zero state; one with C column and M row/column ~ 0 is never
+    seen (relative threshold :data:`DEAD_RTOL`, e.g. the duplicated real eigenvalue of a realified
+    real mode).
+    """
+    b = np.linalg.norm(hm.B, axis=1)
+    c = np.linalg.norm(hm.C, axis=0)
+    if hm.M is not None:
+        c = c + np.sqrt(np.sum(np.abs(hm.M) ** 2, axis=(0, 1)))
+    dead = (b <= DEAD_RTOL * max(b.max(initial=0), 1e-300)) | (
+        c <= DEAD_RTOL * max(c.max(initial=0), 1e-300))
+    if dead.any() and not dead.all():
+        return hm.select(np.flatnonzero(~dead))
+    return hm
+
+
+def _orient_for_quadratic(Mf, members, partners):
+    """Choose the stored member of each pair so that M has no s^T K s cross terms between pairs.
+
+    Pairs i, j coupled only through same-side blocks (M_{a_i a_j} != 0) must keep the same orientation,
+    pairs coupled only through opposite-side blocks (M_{a_i b_j} != 0) opposite ones; a 2-colouring of
+    the coupling graph (LayoutError when none exists: not representable in a half-mode layout).
+    """
+    k = len(members)
+    a, b = np.array(members), np.array(partners)
+    mag = np.max(np.abs(Mf), axis=0)
+    tol = REAL_RTOL * max(float(mag.max(initial=0.0)), 1e-300)
+    same = mag[np.ix_(a, a)] > tol  # coupling that needs equal orientation
+    opp = mag[np.ix_(a, b)] > tol  # coupling that needs opposite orientation
+    flip = -np.ones(k, dtype=int)
+    for start in range(k):
+        if flip[start] >= 0:
+            continue
+        flip[start] = 0
+        stack = [start]
+        while stack:
+            i = stack.pop()
+            for j in range(k):
+                if j == i:
+                    continue
+                if same[i, j] and opp[i, j]:
+                    raise LayoutError(
+                        "the reduced quadratic output couples two modes with both orientations; it "
+                        "cannot be stored as s^H M s in a half-mode layout"
+                    )
+                if not (same[i, j] or opp[i, j]):
+                    continue
+                want = flip[i] if same[i, j] else 1 - flip[i]
+                if flip[j] < 0:
+                    flip[j] = want
+                    stack.append(j)
+                elif flip[j] != want:
+                    raise LayoutError(
+                        "the reduced quadratic output admits no consistent orientation of the "
+                        "conjugate pairs; it cannot be stored as s^H M s in a half-mode layout"
+                    )
+    new_m = [int(b[i]) if flip[i] else int(a[i]) for i in range(k)]
+    new_p = [int(a[i]) if flip[i] else int(b[i]) for i in range(k)]
+    return new_m, new_p
 
 
 def _quadratic_half(Mf, a, b, alpha, r, phi):

@@ -154,6 +154,12 @@ def _verify(fam, block: Block, flat_np: dict, arrays: dict, modes: list[HalfMode
         scale = max(np.linalg.norm(ref), np.linalg.norm(u_old.system.impulse_response(CHECK_LAGS)),
                     1e-300)
         worst = max(worst, float(np.linalg.norm(got - ref) / scale))
+        if hm.M is not None or u_new.system.M is not None:
+            Lq = 12
+            ref2 = hm.system(dt=u_old.system.dt).quadratic_kernel(Lq)
+            got2 = u_new.system.quadratic_kernel(Lq)
+            s2 = max(np.linalg.norm(ref2), np.linalg.norm(u_old.system.quadratic_kernel(Lq)), 1e-300)
+            worst = max(worst, float(np.linalg.norm(got2 - ref2) / s2))
     return worst
 
 
