@@ -302,7 +302,7 @@ class Block:
         g = None
         if bi.size:
             rb = r[:, pf:].copy()
-            rb[0] -= u.system.D[pf:]
+            rb[0] -= np.real(u.system.D[pf:])
             g = np.zeros((L, outs.size, u.inputs.size))
             if u.bwd_shift == 0:
                 np.add.at(h[0], bi, rb[0])
