@@ -24,7 +24,6 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.linalg as sla
 from scipy.optimize import linear_sum_assignment
 
 from .._validation import check_order
@@ -158,10 +157,10 @@ def project(s: LQOSystem, V: np.ndarray, W: np.ndarray) -> LQOSystem:
     if not np.isfinite(cond) or cond > _COND_MAX:
         raise ShapeError(f"W^H V is numerically singular (condition number {cond:.2e})")
     AV = s.lam[:, None] * V if s.is_diagonal else s.A @ V
-    lu = sla.lu_factor(E)
     WH = W.conj().T
-    Ah = sla.lu_solve(lu, WH @ AV)
-    Bh = sla.lu_solve(lu, WH @ s.B)
+    r = V.shape[1]
+    AB = np.linalg.solve(E, np.concatenate([WH @ AV, WH @ s.B], axis=1))
+    Ah, Bh = AB[:, :r], AB[:, r:]
     Ch = s.C @ V
     Mh = None
     if s.M is not None:
@@ -513,7 +512,7 @@ def _check_tol(tol, maxit):
 
 
 def _finish(eng, roms, errors, changes, converged, it, breakdown, method, info, maxit, tol,
-            shifts_of=None, first_is_rom=True):
+            shifts_of=None, first_is_rom=True, change_key="pole_change"):
     """Pick the returned iterate, emit warnings, build the result."""
     errs = np.array(errors, float)
     cand = np.arange(len(roms)) if first_is_rom else np.arange(1, len(roms))
@@ -537,14 +536,14 @@ def _finish(eng, roms, errors, changes, converged, it, breakdown, method, info, 
         pick = min(finite, key=lambda k: errs[k])
         warnings.warn(
             f"{method}: {reason}; returning the best stable iterate (iteration {pick}, relative "
-            f"h2 error {errs[pick]:.3e}, last pole change {changes[-1] if changes else np.nan:.2e})",
+            f"h2 error {errs[pick]:.3e}, last change {changes[-1] if changes else np.nan:.2e})",
             ConvergenceWarning,
             stacklevel=3,
         )
         converged = False
     rom = roms[pick]
     info = dict(info)
-    info.update({"pole_change": tuple(changes), "best_iteration": int(pick),
+    info.update({change_key: tuple(changes), "best_iteration": int(pick),
                  "initial_error": float(errs[0]) if first_is_rom else None,
                  "realified": eng.realified})
     shifts = shifts_of(rom) if shifts_of is not None else None
