@@ -16,6 +16,7 @@ import math
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 _c2r = torch.view_as_real
 _r2c = torch.view_as_complex
@@ -112,3 +113,218 @@ class S4Model(nn.Module):
             x = norm((dropout(z) + x).transpose(-1, -2)).transpose(-1, -2)
         x = x.transpose(-1, -2).mean(dim=1)
         return self.decoder(x)
+
+
+# --------------------------------------------------------------------------- S4 v4 (diag / DPLR)
+
+
+def param_transform(param, transform="none"):
+    if transform == "none":
+        return param
+    if transform == "exp":
+        return torch.exp(param)
+    if transform == "relu":
+        return F.relu(param) + 1e-4
+    if transform == "sigmoid":
+        return torch.sigmoid(param)
+    if transform == "softplus":
+        return F.softplus(param)
+    raise NotImplementedError
+
+
+def log_vandermonde_naive(v, x, L):
+    vandermonde_matrix = torch.exp(x.unsqueeze(-1) * torch.arange(L).to(x))
+    return 2 * torch.einsum("... n, ... n l -> ... l", v, vandermonde_matrix).real
+
+
+class SSMKernelDiag(nn.Module):
+    """v4 SSMKernelDiag parameters (register_params) and forward (naive Vandermonde)."""
+
+    def __init__(self, d_model, channels=1, d_state=8, n_ssm=None, dt_tie=True, disc="zoh",
+                 dt_transform="exp", real_transform="exp", imag_transform="none", seed=0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.H, self.N, self.channels = d_model, d_state // 2, channels
+        self.n_ssm = n_ssm if n_ssm is not None else self.H
+        self.repeat = self.H // self.n_ssm
+        self.disc, self.dt_transform = disc, dt_transform
+        self.real_transform, self.imag_transform = real_transform, imag_transform
+        S, N, H = self.n_ssm, self.N, self.H
+        shape = (H, 1) if dt_tie else (H, N)
+        dt = torch.exp(torch.rand(*shape, generator=g) * (math.log(0.3) - math.log(0.01)) + math.log(0.01))
+        inv = {"exp": torch.log, "softplus": lambda x: torch.log(torch.expm1(x)), "none": lambda x: x}
+        A = -(0.05 + torch.rand(S, N, generator=g)) - 1j * (torch.rand(S, N, generator=g) * 10)
+        B = torch.randn(S, N, dtype=torch.cfloat, generator=g)
+        C = torch.randn(channels, H, N, dtype=torch.cfloat, generator=g)
+        self.inv_dt = nn.Parameter(inv[dt_transform](dt))
+        self.C = nn.Parameter(_c2r(C))
+        self.B = nn.Parameter(_c2r(B.unsqueeze(0)))
+        self.A_real = nn.Parameter(inv[real_transform](-A.real))
+        self.A_imag = nn.Parameter(inv[imag_transform](-A.imag))
+
+    def _get_params(self, rate=1.0):
+        A = -param_transform(self.A_real, self.real_transform) - 1j * param_transform(
+            self.A_imag, self.imag_transform)
+        B = _r2c(self.B)
+        C = _r2c(self.C)
+        dt = param_transform(self.inv_dt, self.dt_transform) * rate
+        A = A.repeat(self.repeat, 1)  # 't n -> (v t) n'
+        B = B.repeat(1, self.repeat, 1)
+        return dt, A, B, C
+
+    def forward(self, L, rate=1.0):
+        dt, A, B, C = self._get_params(rate)
+        dtA = dt * A
+        C = (B[:, None, :, :] * C).view(-1, self.H, self.N)
+        if self.disc == "zoh":
+            C = C * (torch.exp(dtA) - 1.0) / A
+            K = log_vandermonde_naive(C, dtA, L)
+        elif self.disc == "bilinear":
+            C = C * (1.0 - dtA / 2).reciprocal() * dt
+            dA = (1.0 + dtA / 2) / (1.0 - dtA / 2)
+            K = log_vandermonde_naive(C, dA.log(), L)
+        else:
+            raise ValueError(self.disc)
+        return K.view(self.channels, self.H, L), None
+
+
+class SSMKernelDPLR(SSMKernelDiag):
+    """v4 DPLR: extra P (rank, S, N, 2) and l_kernel; dense bilinear dA/dB, stored C~ = (I - dA^L)^T C,
+    kernel from the truncated generating function at the L-th roots of unity (as upstream)."""
+
+    def __init__(self, d_model, channels=1, d_state=8, rank=1, seed=0, **kw):
+        kw["disc"] = "bilinear"
+        super().__init__(d_model, channels=channels, d_state=d_state, seed=seed, **kw)
+        g = torch.Generator().manual_seed(seed + 100)
+        P = 0.3 * torch.randn(rank, self.n_ssm, self.N, dtype=torch.cfloat, generator=g)
+        self.P = nn.Parameter(_c2r(P))
+        self.register_buffer("l_kernel", torch.tensor(0))
+
+    def _setup_state(self):
+        dt, A, B, C = self._get_params()
+        P = _r2c(self.P).repeat(1, self.repeat, 1)  # (R H N)
+        Af = torch.diag_embed(torch.cat([A, A.conj()], -1))  # (H 2N 2N)
+        Pf = torch.cat([P, P.conj()], -1)  # (R H 2N)
+        Af = Af - torch.einsum("rhn,rhm->hnm", Pf, Pf.conj())
+        Bf = torch.cat([B[0], B[0].conj()], -1)  # (H 2N)
+        eye = torch.eye(2 * self.N, dtype=Af.dtype)
+        dtc = dt.to(Af.dtype).unsqueeze(-1)  # (H 1 1)
+        left = eye - dtc / 2 * Af
+        dA = torch.linalg.solve(left, eye + dtc / 2 * Af)
+        dB = torch.linalg.solve(left, (dtc[..., 0] * Bf).unsqueeze(-1))[..., 0]
+        return dA, dB
+
+    @torch.no_grad()
+    def _setup_C(self, L):
+        C = _r2c(self.C)
+        dA, _ = self._setup_state()
+        dA_L = torch.linalg.matrix_power(dA, L)
+        C_ = torch.cat([C, C.conj()], -1)
+        prod = torch.einsum("h m n, c h n -> c h m", dA_L.transpose(-1, -2), C_)
+        C_ = (C_ - prod)[..., : self.N]
+        self.C.copy_(_c2r(C_))
+        self.l_kernel = self.l_kernel + L
+
+    def forward(self, L, rate=1.0):
+        if self.l_kernel.item() == 0:
+            self._setup_C(L)
+        Lk = self.l_kernel.item()
+        dA, dB = self._setup_state()
+        C = _r2c(self.C)
+        Ct = torch.cat([C, C.conj()], -1)  # (c H 2N)
+        omega = torch.exp(torch.tensor(-2j * math.pi / Lk)) ** torch.arange(Lk // 2 + 1)
+        eye = torch.eye(2 * self.N, dtype=dA.dtype)
+        res = torch.linalg.solve(eye - omega[:, None, None, None] * dA[None],
+                                 dB[None, ..., None].expand(omega.numel(), -1, -1, -1))[..., 0]
+        k_f = torch.einsum("chn,whn->chw", Ct, res)
+        k = torch.fft.irfft(k_f, n=Lk)[..., :L]
+        return k, None
+
+
+class FFTConv(nn.Module):
+    """v4 FFTConv: D (channels', H), kernel, bidirectional two-sided kernel (strictly anticausal)."""
+
+    def __init__(self, d_model, channels=1, bidirectional=False, activation="gelu", mode="diag",
+                 **kernel_args):
+        super().__init__()
+        self.d_model, self.bidirectional = d_model, bidirectional
+        if activation is not None and activation.startswith("glu"):
+            channels *= 2
+        self.channels = channels
+        self.D = nn.Parameter(torch.randn(channels, d_model))
+        if bidirectional:
+            channels *= 2
+        cls = SSMKernelDPLR if mode in ("dplr", "nplr", "s4") else SSMKernelDiag
+        self.kernel = cls(d_model, channels=channels, **kernel_args)
+
+    def ssm_output(self, x):
+        """x (B, H, L) -> (B, c, H, L) before flattening / activation."""
+        L = x.size(-1)
+        k, _ = self.kernel(L=L)
+        if self.bidirectional:
+            k0, k1 = k.view(2, -1, *k.shape[1:])  # '(s c) h l -> s c h l'
+            k = F.pad(k0, (0, L)) + F.pad(k1.flip(-1), (L, 0))
+        k_f = torch.fft.rfft(k, n=2 * L)
+        x_f = torch.fft.rfft(x, n=2 * L)
+        y = torch.fft.irfft(torch.einsum("bhl,chl->bchl", x_f, k_f), n=2 * L)[..., :L]
+        return y + torch.einsum("bhl,ch->bchl", x, self.D)
+
+
+class S4Block(nn.Module):
+    """v4 S4Block with the FFTConv inner layer (keys layer.*, output_linear.0.*)."""
+
+    def __init__(self, d_model, **layer_args):
+        super().__init__()
+        self.layer = FFTConv(d_model, **layer_args)
+        self.output_linear = nn.Sequential(nn.Linear(d_model * self.layer.channels, 2 * d_model),
+                                           nn.GLU(dim=-1))
+
+
+class S4v3(nn.Module):
+    """v3.0.0 standalone S4(mode='diag') names: kernel.kernel.{log_dt, inv_A_real, A_imag, A, B, C}, D."""
+
+    def __init__(self, d_model, d_state=8, channels=1, bidirectional=False, n_ssm=None, seed=0,
+                 disc="bilinear"):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        H, N = d_model, d_state // 2
+        S = n_ssm or H
+        self.H, self.N, self.S, self.disc, self.bidirectional = H, N, S, disc, bidirectional
+        self.D = nn.Parameter(torch.randn(channels, H, generator=g))
+        ck = channels * (2 if bidirectional else 1)
+        self.kernel = nn.Module()
+        self.kernel.kernel = nn.Module()
+        kk = self.kernel.kernel
+        kk.log_dt = nn.Parameter(torch.log(0.01 + 0.3 * torch.rand(H, generator=g)))
+        kk.inv_A_real = nn.Parameter(torch.log(0.05 + torch.rand(S, N, generator=g)))
+        kk.A_imag = nn.Parameter(torch.randn(S, N, generator=g) * 8)
+        w = -torch.exp(kk.inv_A_real.detach()) + 1j * kk.A_imag.detach()
+        kk.A = nn.Parameter(_c2r(w))  # vestigial
+        kk.B = nn.Parameter(_c2r(torch.randn(S, N, dtype=torch.cfloat, generator=g)))
+        kk.C = nn.Parameter(_c2r(torch.randn(ck, H, N, dtype=torch.cfloat, generator=g)))
+
+    def kernel_k(self, L):
+        kk = self.kernel.kernel
+        dt = torch.exp(kk.log_dt).unsqueeze(-1)
+        A = (-torch.exp(kk.inv_A_real) + 1j * kk.A_imag).repeat(self.H // self.S, 1)
+        B = _r2c(kk.B).repeat(self.H // self.S, 1)
+        C = _r2c(kk.C) * B
+        dtA = dt * A
+        if self.disc == "bilinear":
+            C = C * (1.0 - dtA / 2).reciprocal() * dt
+            dA = (1.0 + dtA / 2) / (1.0 - dtA / 2)
+        else:
+            C = C * (torch.exp(dtA) - 1.0) / A
+            dA = torch.exp(dtA)
+        return log_vandermonde_naive(C, dA.log(), L)
+
+    def ssm_output(self, x):
+        L = x.size(-1)
+        k = self.kernel_k(L)
+        if self.bidirectional:
+            k0, k1 = k.view(2, -1, *k.shape[1:])
+            k = F.pad(k0, (0, L)) + F.pad(k1.flip(-1), (L, 0))
+        k_f = torch.fft.rfft(k, n=2 * L)
+        x_f = torch.fft.rfft(x, n=2 * L)
+        y = torch.fft.irfft(torch.einsum("bhl,chl->bchl", x_f, k_f), n=2 * L)[..., :L]
+        return y + torch.einsum("bhl,ch->bchl", x, self.D)
