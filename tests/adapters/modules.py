@@ -328,3 +328,75 @@ class S4v3(nn.Module):
         x_f = torch.fft.rfft(x, n=2 * L)
         y = torch.fft.irfft(torch.einsum("bhl,chl->bchl", x_f, k_f), n=2 * L)[..., :L]
         return y + torch.einsum("bhl,ch->bchl", x, self.D)
+
+
+# --------------------------------------------------------------------------- DSS
+
+
+class DSS(nn.Module):
+    """ag1988/dss standalone names: D, kernel.log_dt (H, 2), kernel.Lambda (N, 2) | Lambda_log_neg_re +
+    Lambda_im, kernel.W (c, H, N, 2); kernel Re sum W q lam^l (softmax uses the S4 'dss' code path)."""
+
+    def __init__(self, d_model, d_state=8, version="softmax", bidirectional=False, seed=0,
+                 max_real_Lambda=1e-4, positive_real=False):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        H, N = d_model, d_state
+        self.version, self.bidirectional, self.max_real_Lambda = version, bidirectional, max_real_Lambda
+        self.D = nn.Parameter(torch.randn(1, H, generator=g))
+        self.kernel = nn.Module()
+        k = self.kernel
+        k.log_dt = nn.Parameter(torch.log(0.01 + 0.2 * torch.rand(H, 2, generator=g)))
+        re = -(0.05 + torch.rand(N, generator=g))
+        if positive_real:
+            re[0] = 0.3
+        im = torch.rand(N, generator=g) * 20
+        if version in ("softmax", "clip"):
+            k.Lambda = nn.Parameter(torch.stack([re, im], -1))
+        else:
+            k.Lambda_log_neg_re = nn.Parameter(torch.log(-re))
+            k.Lambda_im = nn.Parameter(im)
+        ck = 2 if bidirectional else 1
+        k.W = nn.Parameter(_c2r(torch.randn(ck, H, N, dtype=torch.cfloat, generator=g)))
+
+    def _Lambda(self):
+        k = self.kernel
+        if self.version in ("softmax", "clip"):
+            re, im = k.Lambda[:, 0], k.Lambda[:, 1]
+            if self.version == "clip":
+                re = torch.clamp(re, max=self.max_real_Lambda)
+            return torch.complex(re, im)
+        return torch.complex(-torch.exp(k.Lambda_log_neg_re), k.Lambda_im)
+
+    def kernel_k(self, L):
+        k = self.kernel
+        Lam = self._Lambda()  # (N)
+        dt = torch.exp(k.log_dt)  # (H, 2)
+        dtA = torch.complex(dt[:, :1] * Lam.real, dt[:, 1:] * Lam.imag)  # (H N)
+        W = _r2c(k.W)
+        if self.version == "softmax":
+            P = dtA.unsqueeze(-1) * torch.arange(L)
+            A_gt_0 = Lam.real > 0
+            if A_gt_0.any():
+                P = P - (dtA * (A_gt_0 * (L - 1))).unsqueeze(-1)
+            S = P.exp()
+            dtA_neg = dtA * (1 - 2 * A_gt_0)
+            num = dtA_neg.exp() - 1
+            den = (dtA_neg * L).exp() - 1
+            x = den * Lam
+            r = x.conj() / (x * x.conj() + 1e-7)
+            C = W * num * r
+            return torch.einsum("chn,hnl->chl", C, S).real
+        C = W * (dtA.exp() - 1) / Lam
+        return torch.einsum("chn,hnl->chl", C, (dtA.unsqueeze(-1) * torch.arange(L)).exp()).real
+
+    def ssm_output(self, x):
+        L = x.size(-1)
+        k = self.kernel_k(L)
+        if self.bidirectional:
+            k0, k1 = k.view(2, -1, *k.shape[1:])
+            k = F.pad(k0, (0, L)) + F.pad(k1.flip(-1), (L, 0))
+        k_f = torch.fft.rfft(k, n=2 * L)
+        x_f = torch.fft.rfft(x, n=2 * L)
+        y = torch.fft.irfft(torch.einsum("bhl,chl->bchl", x_f, k_f), n=2 * L)[..., :L]
+        return y + torch.einsum("bhl,ch->bchl", x, self.D)
