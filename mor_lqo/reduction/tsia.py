@@ -24,10 +24,11 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.linalg as sla
 from scipy.optimize import linear_sum_assignment
 
 from .._validation import check_order
-from ..equations import Factor, factor, solve_factored
+from ..equations import Factor, factor, solve_factored, tri_solve
 from ..errors import (
     ConvergenceWarning,
     OrderError,
@@ -70,7 +71,7 @@ def _real_part(X: np.ndarray, what: str) -> np.ndarray:
 
 def orth(X: np.ndarray) -> np.ndarray:
     """Orthonormal basis of range(X) (economic Householder QR), shape (n, r)."""
-    Q, _ = np.linalg.qr(X)
+    Q, _ = sla.qr(X, mode="economic", check_finite=False)
     return Q
 
 
@@ -191,18 +192,62 @@ class _TwoSided:
         self.fa_adj = adjoint_factor(self.fa)
         self.norm = h2_norm(sys)
         self.norm2_nod = _norm2_without_d(sys)
+        # Work in Schur coordinates (A = U T U^H) whenever the Schur form has the system's own
+        # arithmetic (real Schur for real continuous systems, complex Schur for complex systems):
+        # the ROM is coordinate-free, and the n x n products with U are saved in every step.
+        # Real discrete systems need the complex Schur form, whose coordinates would make the
+        # bases complex, so they (and diagonal systems) stay in the original coordinates.
+        self.schur = (not work.is_diagonal) and (not self.disc or work.is_complex)
+        if self.schur:
+            T, U = self.fa.T, self.fa.U
+            self.T = T
+            self.T_adj = np.ascontiguousarray(T.conj().T[::-1, ::-1])
+            UH = U.conj().T
+            Ms = None
+            if work.M is not None:
+                Ms = np.stack([UH @ Mj @ U for Mj in work.M])
+                Ms = (Ms + np.conj(np.swapaxes(Ms, 1, 2))) / 2
+            self.ws = LQOSystem._make(A=T, B=UH @ work.B, C=work.C @ U, M=Ms, D=work.D,
+                                      dt=work.dt, convention=work.convention)
+        else:
+            self.ws = work
 
     # -------------------------------------------------------------- solves
-    def _solve(self, fa, fb, F):
-        X = solve_factored(fa, fb, F, self.disc)
-        if self.real:
-            X = _real_part(X, "two-sided solve")
-        return X
+    def _tri(self, T: np.ndarray, fb: Factor, F: np.ndarray) -> np.ndarray:
+        """Solve T Y + Y Â^H + F = 0 (discrete: T Y Â^H - Y + F = 0), T upper (quasi-)triangular."""
+        cplx = np.iscomplexobj(T)
+        if fb.is_diagonal:
+            S, Z, G = np.diag(fb.lam), None, F
+        else:
+            if (cplx or self.disc) and fb.is_real:
+                fb = fb.complex()
+            S, Z = fb.T, fb.U
+            G = F @ Z
+        Y = tri_solve(T, S, G, self.disc)
+        return Y if Z is None else Y @ Z.conj().T
+
+    def solve_x(self, fb: Factor, F: np.ndarray) -> np.ndarray:
+        """X with A X + X Â^H + F = 0 (discrete: A X Â^H - X + F = 0), in working coordinates."""
+        if self.schur:
+            return self._tri(self.T, fb, F)
+        X = solve_factored(self.fa, fb, F, self.disc)
+        return _real_part(X, "two-sided solve") if self.real else X
+
+    def solve_y(self, fb: Factor, F: np.ndarray) -> np.ndarray:
+        """Y with A^H Y + Y Â + F = 0 (discrete: A^H Y Â - Y + F = 0), in working coordinates."""
+        fadj = adjoint_factor(fb)
+        if self.schur:  # flip J: (J T^H J)(J Y) + (J Y) Â + J F = 0
+            return self._tri(self.T_adj, fadj, F[::-1])[::-1]
+        Y = solve_factored(self.fa_adj, fadj, F, self.disc)
+        return _real_part(Y, "two-sided solve") if self.real else Y
 
     def step(self, rz: Realisation, need_y: bool = True) -> Step:
-        """Cross Gramian X, adjoint Y (factor 2 on the quadratic term) and the tail of the ROM."""
-        s = self.sys
-        X = self._solve(self.fa, rz.fb, s.B @ rz.B.conj().T)
+        """Cross Gramian X, adjoint Y (factor 2 on the quadratic term) and the tail of the ROM.
+
+        Everything is in the working coordinates (Schur coordinates of A where possible).
+        """
+        s = self.ws
+        X = self.solve_x(rz.fb, s.B @ rz.B.conj().T)
         R = s.C.conj().T @ rz.C
         MX = []
         inner_q = 0.0
@@ -212,7 +257,7 @@ class _TwoSided:
                 for j, Mj_X in enumerate(MX):
                     R = R + 2 * (Mj_X @ rz.M[j])
                     inner_q += float(np.real(np.sum((X.conj().T @ Mj_X) * rz.M[j].T)))
-        Y = self._solve(self.fa_adj, adjoint_factor(rz.fb), -R) if need_y else None
+        Y = self.solve_y(rz.fb, -R) if need_y else None
         tail = float("nan")
         if rz.stable:
             Ph = _lyap_small(rz.fb, rz.B @ rz.B.conj().T, self.disc)
@@ -234,7 +279,7 @@ class _TwoSided:
 
     def project(self, V: np.ndarray, W: np.ndarray) -> LQOSystem:
         """Petrov–Galerkin ROM of the working system, see :func:`project`."""
-        return project(self.sys, V, W)
+        return project(self.ws, V, W)
 
     def result(self, rom, method, converged, iterations, history, shifts=None, info=None):
         """Assemble a :class:`ReductionResult` with the authoritative :func:`h2_error`."""
