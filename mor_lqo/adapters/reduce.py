@@ -176,7 +176,8 @@ def reduce_state_dict(state_dict, order, method="modal", arch: str = "auto", *,
         Reduced *real* order per unit (per channel for S4/S4D/DSS, per layer for S5/LRU/LQO), i.e.
         twice the number of stored complex modes; a dict maps block names (key prefixes) to orders
         (blocks not listed are kept). An order ≥ the full order keeps the unit unchanged (identity
-        write-back).
+        write-back). Mamba blocks (``method="index"``): the number of states kept, or explicit state
+        indices ``order={block_name: [i, j, ...]}``.
     method : {"modal", "bt", "h2", ...} or callable
         ``"modal"``: exact modal truncation (:func:`modal_reducer`, no reducer needed). Other names are
         looked up in ``mor_lqo`` at call time (``"bt"`` → ``balanced_truncation``, ``"h2"`` →
@@ -223,10 +224,12 @@ def reduce_state_dict(state_dict, order, method="modal", arch: str = "auto", *,
             r = order[block.name]
         else:
             r = order
-        if isinstance(r, bool) or not isinstance(r, numbers.Integral) or r < 1:
-            raise OrderError(f"order must be a positive integer (real order per unit), got {r!r}")
-        r = int(r)
         fam = family(block.arch)
+        explicit = not block.lti and isinstance(r, (list, tuple, np.ndarray))
+        if not explicit:
+            if isinstance(r, bool) or not isinstance(r, numbers.Integral) or r < 1:
+                raise OrderError(f"order must be a positive integer (real order per unit), got {r!r}")
+            r = int(r)
         if fam.reduce_block is not None:
             plans.append((block, fam, None, fam.reduce_block(block, r, method, horizon=horizon)))
         else:
@@ -249,7 +252,8 @@ def reduce_state_dict(state_dict, order, method="modal", arch: str = "auto", *,
             extra = {}
         entry = {"name": block.name, "arch": block.arch, "method": method if isinstance(method, str)
                  else getattr(method, "__name__", "callable"),
-                 "order_before": block.order, "stored_before": block.stored,
+                 "order_before": block.order if block.lti else block.stored,
+                 "stored_before": block.stored,
                  "params_before": _n_params(flat_orig[k] for k in block.keys)}
         if block.lti:
             err2 = norm2 = 0.0

@@ -400,3 +400,81 @@ class DSS(nn.Module):
         x_f = torch.fft.rfft(x, n=2 * L)
         y = torch.fft.irfft(torch.einsum("bhl,chl->bchl", x_f, k_f), n=2 * L)[..., :L]
         return y + torch.einsum("bhl,ch->bchl", x, self.D)
+
+
+# --------------------------------------------------------------------------- Mamba1 / Mamba2
+
+
+class MambaMixer(nn.Module):
+    """Mamba1 mixer names (mamba_ssm / transformers) with a sequential reference selective scan."""
+
+    def __init__(self, d_model=8, d_state=6, expand=2, dt_rank=2, d_conv=4):
+        super().__init__()
+        di = expand * d_model
+        self.d_inner, self.d_state, self.dt_rank = di, d_state, dt_rank
+        self.in_proj = nn.Linear(d_model, 2 * di, bias=False)
+        self.conv1d = nn.Conv1d(di, di, d_conv, groups=di, padding=d_conv - 1)
+        self.x_proj = nn.Linear(di, dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(dt_rank, di)
+        A = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(di, 1)
+        self.A_log = nn.Parameter(torch.log(A))
+        self.D = nn.Parameter(torch.ones(di))
+        self.out_proj = nn.Linear(di, d_model, bias=False)
+
+    def forward(self, u):  # (B, L, d_model)
+        L = u.shape[1]
+        x, z = self.in_proj(u).chunk(2, dim=-1)
+        x = F.silu(self.conv1d(x.transpose(1, 2))[..., :L]).transpose(1, 2)
+        dbc = self.x_proj(x)
+        dt, Bt, Ct = dbc.split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt = F.softplus(self.dt_proj(dt))  # (B, L, di)
+        A = -torch.exp(self.A_log)  # (di, N)
+        h = torch.zeros(u.shape[0], self.d_inner, self.d_state)
+        ys = []
+        for t in range(L):
+            h = torch.exp(dt[:, t, :, None] * A) * h + dt[:, t, :, None] * Bt[:, t, None, :] * x[:, t, :, None]
+            ys.append((h * Ct[:, t, None, :]).sum(-1) + self.D * x[:, t])
+        y = torch.stack(ys, 1) * F.silu(z)
+        return self.out_proj(y)
+
+
+class Mamba2Mixer(nn.Module):
+    """Mamba2 mixer names with a sequential reference scan (n_groups G, heads of size headdim)."""
+
+    def __init__(self, d_model=8, d_state=6, expand=2, headdim=4, n_groups=2, d_conv=4):
+        super().__init__()
+        di = expand * d_model
+        self.d_inner, self.N, self.G, self.P = di, d_state, n_groups, headdim
+        self.nheads = di // headdim
+        conv_dim = di + 2 * n_groups * d_state
+        self.in_proj = nn.Linear(d_model, 2 * di + 2 * n_groups * d_state + self.nheads, bias=False)
+        self.conv1d = nn.Conv1d(conv_dim, conv_dim, d_conv, groups=conv_dim, padding=d_conv - 1)
+        self.dt_bias = nn.Parameter(torch.rand(self.nheads) - 2)
+        self.A_log = nn.Parameter(torch.log(torch.arange(1, self.nheads + 1, dtype=torch.float32)))
+        self.D = nn.Parameter(torch.ones(self.nheads))
+        self.norm = nn.Module()
+        self.norm.weight = nn.Parameter(torch.ones(di))
+        self.out_proj = nn.Linear(di, d_model, bias=False)
+
+    def forward(self, u):
+        Bsz, L, _ = u.shape
+        di, N, G, P, nh = self.d_inner, self.N, self.G, self.P, self.nheads
+        zxbcdt = self.in_proj(u)
+        z, xBC, dt = zxbcdt.split([di, di + 2 * G * N, nh], dim=-1)
+        xBC = F.silu(self.conv1d(xBC.transpose(1, 2))[..., :L]).transpose(1, 2)
+        x, Bt, Ct = xBC.split([di, G * N, G * N], dim=-1)
+        x = x.view(Bsz, L, nh, P)
+        Bt = Bt.view(Bsz, L, G, N).repeat_interleave(nh // G, dim=2)
+        Ct = Ct.view(Bsz, L, G, N).repeat_interleave(nh // G, dim=2)
+        dt = F.softplus(dt + self.dt_bias)  # (B, L, nh)
+        A = -torch.exp(self.A_log)
+        h = torch.zeros(Bsz, nh, P, N)
+        ys = []
+        for t in range(L):
+            h = torch.exp(dt[:, t, :, None, None] * A[:, None, None]) * h \
+                + dt[:, t, :, None, None] * x[:, t, :, :, None] * Bt[:, t, :, None, :]
+            ys.append((h * Ct[:, t, :, None, :]).sum(-1) + self.D[:, None] * x[:, t])
+        y = torch.stack(ys, 1).reshape(Bsz, L, di)
+        y = y * F.silu(z)
+        y = y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + 1e-5) * self.norm.weight
+        return self.out_proj(y)
