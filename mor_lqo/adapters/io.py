@@ -207,6 +207,10 @@ def load(source) -> CheckpointDict:
     """
     if isinstance(source, Mapping):
         return _numpy_flat(source)
+    if not isinstance(source, (str, os.PathLike)):
+        raise CheckpointError(
+            f"expected a checkpoint path or a state-dict mapping, got {type(source).__name__}"
+        )
     path = Path(os.fspath(source))
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
