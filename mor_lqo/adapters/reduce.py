@@ -108,6 +108,29 @@ def _reduce_unit(unit: Unit, r: int, method, kappa: float, sign: int, horizon) -
     return to_half_modes(rom, kappa, sign)
 
 
+def _reduce_units(units, r, method, kappa, sign, horizon) -> list[HalfModes]:
+    """Per-unit reduction; named methods go through ``mor_lqo.reduce_batch`` when it is available."""
+    todo = [i for i, u in enumerate(units) if r < u.system.order]
+    if isinstance(method, str) and method != "modal" and len(todo) > 1:
+        import mor_lqo
+
+        batch = getattr(mor_lqo, "reduce_batch", None)
+        if batch is not None:
+            try:
+                res = batch([units[i].system for i in todo], r, method=_METHODS.get(method, method))
+            except (NotImplementedError, TypeError, ValueError):
+                res = None  # not implemented yet / method not batched: reduce one by one
+            if isinstance(res, (list, tuple)) and len(res) == len(todo):
+                out = [None] * len(units)
+                for i, rr in zip(todo, res):
+                    out[i] = to_half_modes(_rom_of(rr), kappa, sign)
+                for i, u in enumerate(units):
+                    if out[i] is None:
+                        out[i] = _reduce_unit(u, r, method, kappa, sign, horizon)
+                return out
+    return [_reduce_unit(u, r, method, kappa, sign, horizon) for u in units]
+
+
 def _h2(full: LQOSystem, red: LQOSystem):
     """(h2 error, h2 norm) via mor_lqo's norms when available; (None, None) otherwise or if unstable."""
     import mor_lqo
@@ -234,7 +257,7 @@ def reduce_state_dict(state_dict, order, method="modal", arch: str = "auto", *,
             plans.append((block, fam, None, fam.reduce_block(block, r, method, horizon=horizon)))
         else:
             kappa, sign = fam.kappa(block), fam.sign(block)
-            modes = [_reduce_unit(u, r, method, kappa, sign, horizon) for u in block.units]
+            modes = _reduce_units(block.units, r, method, kappa, sign, horizon)
             plans.append((block, fam, modes, None))
     # common stored size per layout (one d_state / state size for the whole model)
     common: dict[str, int] = {}
