@@ -140,20 +140,30 @@ def _ipow(lam: np.ndarray, L: int) -> np.ndarray:
     return result
 
 
-def _pack_lam(lam: np.ndarray, horizon: int | None) -> np.ndarray:
-    """``(..., n)`` complex -> ``(..., 6, n)`` float64 (see :mod:`.cauchy_numba`)."""
-    out = np.zeros(lam.shape[:-1] + (6, lam.shape[-1]))
-    out[..., 0, :] = lam.real
-    out[..., 1, :] = lam.imag
+#: Zero-weight padding columns expected by the numba kernels (``cauchy_numba.PAD``; checked there).
+_PAD = 16
+#: Eigenvalue used in the padding columns in continuous time: ``-1 / (lam_i - 1e150)`` is finite
+#: (and tiny) for every mode; in discrete time the padding eigenvalue 0 gives ``K = 1``.
+_PAD_LAM_CONTINUOUS = -1e150
+
+
+def _pack_lam(lam: np.ndarray, discrete: bool, horizon: int | None) -> np.ndarray:
+    """``(..., n)`` complex -> ``(..., 6, n + PAD)`` float64 (see :mod:`.cauchy_numba`)."""
+    n = lam.shape[-1]
+    out = np.zeros(lam.shape[:-1] + (6, n + _PAD))
+    out[..., 0, :n] = lam.real
+    out[..., 1, :n] = lam.imag
+    if not discrete:
+        out[..., 0, n:] = _PAD_LAM_CONTINUOUS
     if horizon is not None:
         p = _ipow(lam, horizon)
-        out[..., 2, :] = p.real
-        out[..., 3, :] = p.imag
+        out[..., 2, :n] = p.real
+        out[..., 3, :n] = p.imag
         with np.errstate(divide="ignore", invalid="ignore"):
             s = np.log(lam)
         s[lam == 0] = 0.0  # never read: |1 - z| < tau implies lam != 0
-        out[..., 4, :] = s.real
-        out[..., 5, :] = s.imag
+        out[..., 4, :n] = s.real
+        out[..., 5, :n] = s.imag
     return out
 
 
@@ -163,18 +173,21 @@ def _use_kron(m: int, p: int) -> bool:
 
 
 def _split(F: np.ndarray) -> np.ndarray:
-    """complex ``(..., q, n)`` -> float64 ``(..., 2, q, n)``."""
-    return np.ascontiguousarray(np.stack([F.real, F.imag], axis=-3))
+    """complex ``(..., q, n)`` -> float64 ``(..., 2, q, n + PAD)``, zero padding columns."""
+    out = np.zeros(F.shape[:-2] + (2, F.shape[-2], F.shape[-1] + _PAD))
+    out[..., 0, :, : F.shape[-1]] = F.real
+    out[..., 1, :, : F.shape[-1]] = F.imag
+    return out
 
 
 def _pack_factors(B: np.ndarray, C: np.ndarray, kron: bool):
-    """Per-mode factors ``(U, V)`` for ``B (..., n, m)``, ``C (..., p, n)``."""
+    """Per-mode factors ``(U, V)`` for ``B (..., n, m)``, ``C (..., p, n)`` (padded)."""
     n = B.shape[-2]
     if kron:
         # F[..., a*p + b, i] = B[..., i, a] * C[..., b, i]
         F = np.swapaxes(B, -1, -2)[..., :, None, :] * C[..., None, :, :]
         F = F.reshape(F.shape[:-3] + (-1, n))
-        return _split(F), np.zeros(B.shape[:-2] + (2, 0, n))
+        return _split(F), np.zeros(B.shape[:-2] + (2, 0, n + _PAD))
     return _split(np.swapaxes(B, -1, -2)), _split(C)
 
 
@@ -188,7 +201,7 @@ def _mode(discrete: bool, horizon: int | None) -> int:
 
 #: Below this much work (kernel values times per-pair cost) the serial kernels are used: starting a
 #: parallel region costs tens of microseconds (far more on an oversubscribed machine).
-SERIAL_WORK = 1 << 20
+SERIAL_WORK = 1 << 22
 
 
 def _work(pairs: int, m: int, p: int, kron: bool) -> int:
@@ -201,10 +214,40 @@ def _run_single(kernels, work: int, *args):
     return serial(*args) if work < SERIAL_WORK else parallel(*args)
 
 
-def _run_batched(single, batched, batch: int, work: int, args):
-    """Dispatch a batch: serial / batch-parallel kernel, or the row-parallel kernel per system.
+def _use_lanes(batch: int, row_len: float, qcost: int) -> bool:
+    """Lane layout (loops over systems innermost) for many systems with short rows.
 
-    ``args = (mode, L, tau2, arrays...)``; ``work`` is the work of one system.
+    Measured model (ns per kernel value, one core): lanes ~ 1.2 + 0.95 q, rows ~ 0.5 q + 125 / row
+    length (the per-row set-up cost of the row layout).
+    """
+    return batch >= 16 and 0.45 * qcost + 1.2 < 125.0 / max(row_len, 1.0)
+
+
+def _pack_lanes(lam: np.ndarray, B: np.ndarray, C: np.ndarray, horizon, kron: bool):
+    """Lane layout ``lam (6, n, N)``, ``U (2, q1, n, N)``, ``V (2, q2, n, N)`` of a batch."""
+    from . import cauchy_numba as nb
+
+    N, n = lam.shape
+    m, p = B.shape[-1], C.shape[-2]
+    Lp = np.zeros((6, n, N))
+    nb.lanes_split(lam, Lp[0:2])
+    if horizon is not None:
+        nb.lanes_split(_ipow(lam, horizon), Lp[2:4])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lg = np.log(lam)
+        lg[lam == 0] = 0.0  # never read: |1 - z| < tau implies lam != 0
+        nb.lanes_split(lg, Lp[4:6])
+    U = np.empty((2, m * p if kron else m, n, N))
+    V = np.empty((2, 0 if kron else p, n, N))
+    nb.lanes_factors(B, C, kron, U, V)
+    return Lp, U, V
+
+
+def _run_batched(single, batched, batch: int, work: int, args):
+    """Dispatch a batch in the row layout: serial / batch-parallel kernel, or one kernel per system.
+
+    ``args = (mode, L, tau2, arrays...)``; ``work`` is the work of one system. Returns a list with
+    either one batched result or one result per system.
     """
     import numba
 
@@ -382,14 +425,20 @@ def cauchy_inner(lam1, B1, C1, lam2, B2, C2, discrete: bool, horizon: int | None
 
     lam1, B1, C1, lam2, B2, C2 = (_c128(a) for a in arrs)
     kron = _use_kron(m1, p1)
-    L1 = _pack_lam(lam1, horizon)
-    L2 = _pack_lam(lam2, horizon)
-    U1, V1 = _pack_factors(B1, C1, kron)
-    U2, V2 = _pack_factors(B2, C2, kron)
     mode = _mode(bool(discrete), horizon)
     Lh = 0 if horizon is None else horizon
     tau2 = NEAR_ONE_TAU**2
     work = _work(n1 * n2, m1, p1, kron)
+    if batch is not None and _use_lanes(batch, n2, m1 * p1 if kron else m1 + p1 + 2):
+        A1 = _pack_lanes(lam1, B1, C1, horizon, kron)
+        A2 = _pack_lanes(lam2, B2, C2, horizon, kron)
+        kern = nb.inner_lanes_serial if batch * work < SERIAL_WORK else nb.inner_lanes
+        out = kern(mode, Lh, tau2, *A1, *A2)
+        return out[:, 0] + 1j * out[:, 1]
+    L1 = _pack_lam(lam1, bool(discrete), horizon)
+    L2 = _pack_lam(lam2, bool(discrete), horizon)
+    U1, V1 = _pack_factors(B1, C1, kron)
+    U2, V2 = _pack_factors(B2, C2, kron)
     args = (mode, Lh, tau2, L1, U1, V1, L2, U2, V2)
     single = (nb.inner_single, nb.inner_single_serial)
     if batch is None:
@@ -457,13 +506,17 @@ def cauchy_norm2(lam, B, C, discrete: bool, horizon: int | None = None):
     from . import cauchy_numba as nb
 
     lam, B, C = (_c128(a) for a in (lam, B, C))
-    Lp = _pack_lam(lam, horizon)
     kron = _use_kron(m, p)
-    U, V = _pack_factors(B, C, kron)
     mode = _mode(bool(discrete), horizon)
     Lh = 0 if horizon is None else horizon
     tau2 = NEAR_ONE_TAU**2
     work = _work(n * (n + 1) // 2, m, p, kron)
+    if batch is not None and _use_lanes(batch, n / 2, m * p if kron else m + p + 2):
+        A = _pack_lanes(lam, B, C, horizon, kron)
+        kern = nb.norm2_lanes_serial if batch * work < SERIAL_WORK else nb.norm2_lanes
+        return kern(mode, Lh, tau2, *A)
+    Lp = _pack_lam(lam, bool(discrete), horizon)
+    U, V = _pack_factors(B, C, kron)
     args = (mode, Lh, tau2, Lp, U, V)
     single = (nb.norm2_single, nb.norm2_single_serial)
     if batch is None:

@@ -12,12 +12,16 @@ with the Cauchy kernel ``K`` of :mod:`mor_lqo.kernels.cauchy`. They are private:
 the inputs and build the packed float64 arrays described below. The kernels perform **no** checks
 (stability, finiteness, shapes): a vanishing denominator gives ``inf``/``nan``.
 
-Packed input layout (all float64, C-contiguous; a leading batch axis ``N`` for the batched kernels):
+Packed input layout (all float64, C-contiguous; a leading batch axis ``N`` for the batched kernels).
+Every array has ``PAD`` extra columns at the end: factors ``U = V = 0`` there, and eigenvalues with a
+finite kernel against any mode (``0`` in discrete time, ``-1e150`` in continuous time), so the
+vectorised block loops can run over whole multiples of ``PAD`` without scalar remainders and the
+padding adds exact zeros.
 
-``lam`` : (6, n)
+``lam`` : (6, n + PAD)
     rows ``Re lam, Im lam, Re lam**L, Im lam**L, Re log lam, Im log lam``; the last four rows are only
     read in the finite-horizon mode (zeros otherwise).
-``U`` : (2, q1, n), ``V`` : (2, q2, n)
+``U`` : (2, q1, n + PAD), ``V`` : (2, q2, n + PAD)
     real and imaginary parts of the per-mode factors. Two forms are supported:
 
     * *Kronecker form* (``q2 == 0``): ``U[:, a*p + b, i] = B[i, a] * C[b, i]`` (``q1 = m p``); the pair
@@ -31,7 +35,14 @@ these block reductions are compiled with the ``reassoc`` fast-math flag (so that
 them with several partial sums: IEEE semantics otherwise, no ``nnan``/``ninf``/``arcp``/``afn``). Block
 sums are added to the row sum, and row sums to the total, with Neumaier compensated summation, in
 functions compiled without fast-math flags. Row results are reduced in a fixed order, so results do not
-depend on the number of threads.
+depend on the number of threads. ``error_model="numpy"`` (division by zero gives ``inf``/``nan`` rather
+than raising) removes the zero-check branch that would otherwise prevent vectorising the divisions.
+The ``conj(w)/|w|^2`` form assumes ``1e-150 < |w| < 1e150`` (no scaling against under/overflow).
+
+Kernels: ``inner_single`` / ``norm2_single`` parallelise one system over rows (the Hermitian norm over
+row pairs ``(t, n-1-t)``, which balances the triangle), ``inner_batched`` / ``norm2_batched`` over the
+batch axis; each has a ``*_serial`` twin with the same rounding, used by the dispatch layer for small
+work, where starting a parallel region costs more than it saves.
 
 Finite horizon ``L`` (discrete time): ``K = (1 - z**L) / (1 - z)`` with ``z = lam1_i conj(lam2_k)`` and
 ``z**L = lam1_i**L conj(lam2_k**L)`` from the precomputed powers. Where ``|1 - z| < tau`` this quotient
@@ -51,6 +62,11 @@ from numba import uint64 as _u
 
 #: Columns per block (the per-thread scratch is ``7 * BLOCK`` float64).
 BLOCK = 256
+#: Zero-weight padding columns at the end of every packed array (see the module docstring); block
+#: lengths are rounded up to a multiple of PAD. BLOCK must be a multiple of PAD.
+PAD = 16
+#: Systems per chunk in the lane layout (batches of small systems).
+LANES = 128
 #: Rows (or row pairs) handed to one parallel task.
 ROW_CHUNK = 8
 
@@ -65,7 +81,7 @@ _TWO_PI = 2.0 * math.pi
 # ----------------------------------------------------------------------------------------------------
 # scalar helpers (no fast-math flags)
 # ----------------------------------------------------------------------------------------------------
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _nadd(s, c, x):
     """Neumaier step: add ``x`` to the compensated pair ``(s, c)``."""
     t = s + x
@@ -98,11 +114,12 @@ def _k_near_one(L, wr, wi):
     return (nr * dr + ni * di) * inv, (ni * dr - nr * di) * inv
 
 
-@njit(cache=True, error_model="numpy")
-def _k_diag(mode, L, tau2, lam, i):
-    """Real kernel value ``K_ii`` of a system with itself (used by the Hermitian norm kernels)."""
-    ar = lam[0, i]
-    ai = lam[1, i]
+@njit(cache=True, error_model="numpy", inline="always")
+def _k_diag(mode, L, tau2, ar, ai, pr, pi_, sr):
+    """Real kernel value ``K_ii`` of a mode ``lam = ar + i ai`` with itself (Hermitian norms).
+
+    ``pr + i pi_ = lam**L`` and ``sr = Re log lam`` are only read in the finite-horizon mode.
+    """
     if mode == MODE_CONTINUOUS:
         return -1.0 / (2.0 * ar)
     a2 = ar * ar + ai * ai
@@ -110,10 +127,8 @@ def _k_diag(mode, L, tau2, lam, i):
     if mode == MODE_DISCRETE:
         return 1.0 / x
     if x * x < tau2:
-        kr, _ = _k_near_one(L, 2.0 * lam[4, i], 0.0)
+        kr, _ = _k_near_one(L, 2.0 * sr, 0.0)
         return kr
-    pr = lam[2, i]
-    pi_ = lam[3, i]
     return (1.0 - (pr * pr + pi_ * pi_)) / x
 
 
@@ -222,7 +237,7 @@ def _dot_kuv(buf, nb):
     return sr, si
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _row(mode, L, tau2, lam1, U1, V1, i, lam2, U2, V2, k0, k1, buf):
     """Compensated ``sum_{k0 <= k < k1} K_ik w_ik`` for one row ``i``; returns ``(re, im)``."""
     q1 = U1.shape[1]
@@ -232,7 +247,9 @@ def _row(mode, L, tau2, lam1, U1, V1, i, lam2, U2, V2, k0, k1, buf):
     si = 0.0
     ci = 0.0
     for b0 in range(k0, k1, BLOCK):
-        nb = min(BLOCK, k1 - b0)
+        # padded to a multiple of PAD: no scalar remainder loops; the padding columns have zero
+        # weight and finite K, so they add exact zeros
+        nb = min(BLOCK, (k1 - b0 + PAD - 1) // PAD * PAD)
         _kblock(mode, L, tau2, lam1, i, lam2, b0, nb, buf)
         tr = 0.0
         ti = 0.0
@@ -257,7 +274,7 @@ def _row(mode, L, tau2, lam1, U1, V1, i, lam2, U2, V2, k0, k1, buf):
     return sr + cr, si + ci
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _self_weight(U, V, i):
     """Real pair weight ``w_ii`` of mode ``i`` with itself."""
     q1 = U.shape[1]
@@ -273,12 +290,13 @@ def _self_weight(U, V, i):
     return su * sv
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _norm_row(mode, L, tau2, lam, U, V, i, buf):
     """Row ``i`` of the Hermitian sum: ``w_ii K_ii + 2 Re sum_{k > i} K_ik w_ik``."""
-    n = lam.shape[1]
+    n = lam.shape[1] - PAD
     off, _ = _row(mode, L, tau2, lam, U, V, i, lam, U, V, i + 1, n, buf)
-    return _k_diag(mode, L, tau2, lam, i) * _self_weight(U, V, i) + 2.0 * off
+    kii = _k_diag(mode, L, tau2, lam[0, i], lam[1, i], lam[2, i], lam[3, i], lam[4, i])
+    return kii * _self_weight(U, V, i) + 2.0 * off
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -288,7 +306,7 @@ def _norm_row(mode, L, tau2, lam, U, V, i, buf):
 def _inner_rows(mode, L, tau2, lam1, U1, V1, lam2, U2, V2, r0, r1, rows):
     """Rows ``r0 <= i < r1`` of the inner product into ``rows[i] = (re, im)``."""
     buf = np.empty((7, BLOCK))
-    n2 = lam2.shape[1]
+    n2 = lam2.shape[1] - PAD
     for i in range(r0, r1):
         r, s = _row(mode, L, tau2, lam1, U1, V1, i, lam2, U2, V2, 0, n2, buf)
         rows[i, 0] = r
@@ -299,7 +317,7 @@ def _inner_rows(mode, L, tau2, lam1, U1, V1, lam2, U2, V2, r0, r1, rows):
 def _norm_tasks(mode, L, tau2, lam, U, V, t0, t1, rows):
     """Row pairs ``(t, n-1-t)`` for ``t0 <= t < t1`` (each pair costs about n kernel values)."""
     buf = np.empty((7, BLOCK))
-    n = lam.shape[1]
+    n = lam.shape[1] - PAD
     for t in range(t0, t1):
         rows[t] = _norm_row(mode, L, tau2, lam, U, V, t, buf)
         i2 = n - 1 - t
@@ -331,8 +349,8 @@ def _sum_rows1(rows):
 @njit(cache=True, error_model="numpy")
 def _inner_system(mode, L, tau2, lam1, U1, V1, lam2, U2, V2, buf):
     """Whole inner product of one pair of systems, serially; returns ``(re, im)``."""
-    n1 = lam1.shape[1]
-    n2 = lam2.shape[1]
+    n1 = lam1.shape[1] - PAD
+    n2 = lam2.shape[1] - PAD
     sr = 0.0
     cr = 0.0
     si = 0.0
@@ -349,9 +367,270 @@ def _norm_system(mode, L, tau2, lam, U, V, buf):
     """Whole Hermitian sum of one system, serially."""
     acc = 0.0
     comp = 0.0
-    for i in range(lam.shape[1]):
+    for i in range(lam.shape[1] - PAD):
         acc, comp = _nadd(acc, comp, _norm_row(mode, L, tau2, lam, U, V, i, buf))
     return acc + comp
+
+
+# ----------------------------------------------------------------------------------------------------
+# lane layout for batches of small systems: the innermost loops run over systems (lanes), so the
+# per-row costs of the row layout (loop set-up, short vector loops) disappear. Arrays carry the batch
+# axis last: lam (6, n, N), U (2, q1, n, N), V (2, q2, n, N) (no padding). Buffer rows: 0-1 K,
+# 2 |1 - z|^2, 3-4 w (or u), 5-6 v, 7-8 row sum, 9-12 compensated totals (re, comp, im, comp).
+# ----------------------------------------------------------------------------------------------------
+@njit(cache=True, error_model="numpy")
+def _lanes_weight(U1, V1, i, U2, V2, k, s0, ns, buf):
+    """``buf[3:5, :ns] = w_ik`` of the systems ``s0 .. s0 + ns - 1``."""
+    q1 = U1.shape[1]
+    q2 = V1.shape[1]
+    for j in range(ns):
+        jj = _u(j)
+        buf[3, jj] = 0.0
+        buf[4, jj] = 0.0
+    for a in range(q1):
+        for j in range(ns):
+            jj = _u(j)
+            s = _u(s0 + j)
+            gr = U1[0, a, i, s]
+            gi = U1[1, a, i, s]
+            fr = U2[0, a, k, s]
+            fi = U2[1, a, k, s]
+            buf[3, jj] += gr * fr + gi * fi
+            buf[4, jj] += gi * fr - gr * fi
+    if q2 == 0:
+        return
+    for j in range(ns):
+        jj = _u(j)
+        buf[5, jj] = 0.0
+        buf[6, jj] = 0.0
+    for b in range(q2):
+        for j in range(ns):
+            jj = _u(j)
+            s = _u(s0 + j)
+            gr = V1[0, b, i, s]
+            gi = V1[1, b, i, s]
+            fr = V2[0, b, k, s]
+            fi = V2[1, b, k, s]
+            buf[5, jj] += gr * fr + gi * fi
+            buf[6, jj] += gi * fr - gr * fi
+    for j in range(ns):
+        jj = _u(j)
+        ur = buf[3, jj]
+        ui = buf[4, jj]
+        vr = buf[5, jj]
+        vi = buf[6, jj]
+        buf[3, jj] = ur * vr - ui * vi
+        buf[4, jj] = ur * vi + ui * vr
+
+
+@njit(cache=True, error_model="numpy")
+def _lanes_kacc(mode, L, tau2, lam1, i, lam2, k, s0, ns, buf):
+    """``buf[7:9, :ns] += K_ik w_ik`` (``w`` from :func:`_lanes_weight`)."""
+    if mode == MODE_CONTINUOUS:
+        for j in range(ns):
+            jj = _u(j)
+            s = _u(s0 + j)
+            xr = lam1[0, i, s] + lam2[0, k, s]
+            xi = lam1[1, i, s] - lam2[1, k, s]
+            inv = 1.0 / (xr * xr + xi * xi)
+            kr = -xr * inv
+            ki = xi * inv
+            wr = buf[3, jj]
+            wi = buf[4, jj]
+            buf[7, jj] += kr * wr - ki * wi
+            buf[8, jj] += kr * wi + ki * wr
+        return
+    if mode == MODE_DISCRETE:
+        for j in range(ns):
+            jj = _u(j)
+            s = _u(s0 + j)
+            ar = lam1[0, i, s]
+            ai = lam1[1, i, s]
+            br = lam2[0, k, s]
+            bi = lam2[1, k, s]
+            xr = 1.0 - (ar * br + ai * bi)
+            xi = ar * bi - ai * br
+            inv = 1.0 / (xr * xr + xi * xi)
+            kr = xr * inv
+            ki = -xi * inv
+            wr = buf[3, jj]
+            wi = buf[4, jj]
+            buf[7, jj] += kr * wr - ki * wi
+            buf[8, jj] += kr * wi + ki * wr
+        return
+    for j in range(ns):
+        jj = _u(j)
+        s = _u(s0 + j)
+        ar = lam1[0, i, s]
+        ai = lam1[1, i, s]
+        br = lam2[0, k, s]
+        bi = lam2[1, k, s]
+        apr = lam1[2, i, s]
+        api = lam1[3, i, s]
+        pr = lam2[2, k, s]
+        pi_ = lam2[3, k, s]
+        xr = 1.0 - (ar * br + ai * bi)
+        xi = ar * bi - ai * br
+        d2 = xr * xr + xi * xi
+        nr = 1.0 - (apr * pr + api * pi_)
+        ni = apr * pi_ - api * pr
+        inv = 1.0 / d2
+        buf[0, jj] = (nr * xr + ni * xi) * inv
+        buf[1, jj] = (ni * xr - nr * xi) * inv
+        buf[2, jj] = d2
+    for j in range(ns):
+        if buf[2, j] < tau2:
+            s = s0 + j
+            buf[0, j], buf[1, j] = _k_near_one(L, lam1[4, i, s] + lam2[4, k, s], lam1[5, i, s] - lam2[5, k, s])
+    for j in range(ns):
+        jj = _u(j)
+        kr = buf[0, jj]
+        ki = buf[1, jj]
+        wr = buf[3, jj]
+        wi = buf[4, jj]
+        buf[7, jj] += kr * wr - ki * wi
+        buf[8, jj] += kr * wi + ki * wr
+
+
+@njit(cache=True, error_model="numpy")
+def _inner_lanes_chunk(mode, L, tau2, lam1, U1, V1, lam2, U2, V2, s0, s1, out):
+    """Inner products of the systems ``s0 <= s < s1`` into ``out[s] = (re, im)``."""
+    n1 = lam1.shape[1]
+    n2 = lam2.shape[1]
+    ns = s1 - s0
+    buf = np.zeros((13, LANES))
+    for i in range(n1):
+        for j in range(ns):
+            buf[7, j] = 0.0
+            buf[8, j] = 0.0
+        for k in range(n2):
+            _lanes_weight(U1, V1, i, U2, V2, k, s0, ns, buf)
+            _lanes_kacc(mode, L, tau2, lam1, i, lam2, k, s0, ns, buf)
+        for j in range(ns):
+            buf[9, j], buf[10, j] = _nadd(buf[9, j], buf[10, j], buf[7, j])
+            buf[11, j], buf[12, j] = _nadd(buf[11, j], buf[12, j], buf[8, j])
+    for j in range(ns):
+        out[s0 + j, 0] = buf[9, j] + buf[10, j]
+        out[s0 + j, 1] = buf[11, j] + buf[12, j]
+
+
+@njit(cache=True, error_model="numpy")
+def _norm_lanes_chunk(mode, L, tau2, lam, U, V, s0, s1, out):
+    """Hermitian sums of the systems ``s0 <= s < s1`` into ``out[s]``."""
+    n = lam.shape[1]
+    q1 = U.shape[1]
+    q2 = V.shape[1]
+    ns = s1 - s0
+    buf = np.zeros((13, LANES))
+    for i in range(n):
+        for j in range(ns):
+            buf[7, j] = 0.0
+            buf[8, j] = 0.0
+        for k in range(i + 1, n):
+            _lanes_weight(U, V, i, U, V, k, s0, ns, buf)
+            _lanes_kacc(mode, L, tau2, lam, i, lam, k, s0, ns, buf)
+        for j in range(ns):
+            s = s0 + j
+            su = 0.0
+            for a in range(q1):
+                su += U[0, a, i, s] * U[0, a, i, s] + U[1, a, i, s] * U[1, a, i, s]
+            if q2 > 0:
+                sv = 0.0
+                for b in range(q2):
+                    sv += V[0, b, i, s] * V[0, b, i, s] + V[1, b, i, s] * V[1, b, i, s]
+                su *= sv
+            kii = _k_diag(mode, L, tau2, lam[0, i, s], lam[1, i, s], lam[2, i, s], lam[3, i, s], lam[4, i, s])
+            buf[9, j], buf[10, j] = _nadd(buf[9, j], buf[10, j], kii * su + 2.0 * buf[7, j])
+    for j in range(ns):
+        out[s0 + j] = buf[9, j] + buf[10, j]
+
+
+@njit(cache=True, error_model="numpy")
+def lanes_split(x, dst):
+    """``dst[0] + 1j dst[1] = x.T`` for ``x (N, n)`` complex, ``dst (2, n, N)`` (blocked transpose)."""
+    nsys, n = x.shape
+    for s0 in range(0, nsys, 64):
+        s1 = min(nsys, s0 + 64)
+        for i in range(n):
+            for s in range(s0, s1):
+                v = x[s, i]
+                dst[0, i, s] = v.real
+                dst[1, i, s] = v.imag
+
+
+@njit(cache=True, error_model="numpy")
+def lanes_factors(B, C, kron, U, V):
+    """Lane-layout factors from ``B (N, n, m)``, ``C (N, p, n)`` (see :func:`_lanes_weight`).
+
+    ``kron``: ``U[:, a p + b, i, s] = B[s, i, a] C[s, b, i]``; otherwise ``U[:, a, i, s] = B[s, i, a]``
+    and ``V[:, b, i, s] = C[s, b, i]``.
+    """
+    nsys, n, m = B.shape
+    p = C.shape[1]
+    for s0 in range(0, nsys, 64):
+        s1 = min(nsys, s0 + 64)
+        for i in range(n):
+            for a in range(m):
+                for s in range(s0, s1):
+                    bv = B[s, i, a]
+                    if kron:
+                        for b in range(p):
+                            v = bv * C[s, b, i]
+                            U[0, a * p + b, i, s] = v.real
+                            U[1, a * p + b, i, s] = v.imag
+                    else:
+                        U[0, a, i, s] = bv.real
+                        U[1, a, i, s] = bv.imag
+            if not kron:
+                for b in range(p):
+                    for s in range(s0, s1):
+                        v = C[s, b, i]
+                        V[0, b, i, s] = v.real
+                        V[1, b, i, s] = v.imag
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def inner_lanes(mode, L, tau2, lam1, U1, V1, lam2, U2, V2):
+    """Batched inner products in the lane layout, parallel over chunks of ``LANES`` systems."""
+    nsys = lam1.shape[2]
+    out = np.zeros((nsys, 2))
+    nch = (nsys + LANES - 1) // LANES
+    for c in prange(nch):
+        s0 = c * LANES
+        _inner_lanes_chunk(mode, L, tau2, lam1, U1, V1, lam2, U2, V2, s0, min(nsys, s0 + LANES), out)
+    return out
+
+
+@njit(cache=True, error_model="numpy")
+def inner_lanes_serial(mode, L, tau2, lam1, U1, V1, lam2, U2, V2):
+    """Serial :func:`inner_lanes`."""
+    nsys = lam1.shape[2]
+    out = np.zeros((nsys, 2))
+    for s0 in range(0, nsys, LANES):
+        _inner_lanes_chunk(mode, L, tau2, lam1, U1, V1, lam2, U2, V2, s0, min(nsys, s0 + LANES), out)
+    return out
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def norm2_lanes(mode, L, tau2, lam, U, V):
+    """Batched Hermitian sums in the lane layout, parallel over chunks of ``LANES`` systems."""
+    nsys = lam.shape[2]
+    out = np.zeros(nsys)
+    nch = (nsys + LANES - 1) // LANES
+    for c in prange(nch):
+        s0 = c * LANES
+        _norm_lanes_chunk(mode, L, tau2, lam, U, V, s0, min(nsys, s0 + LANES), out)
+    return out
+
+
+@njit(cache=True, error_model="numpy")
+def norm2_lanes_serial(mode, L, tau2, lam, U, V):
+    """Serial :func:`norm2_lanes`."""
+    nsys = lam.shape[2]
+    out = np.zeros(nsys)
+    for s0 in range(0, nsys, LANES):
+        _norm_lanes_chunk(mode, L, tau2, lam, U, V, s0, min(nsys, s0 + LANES), out)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -361,7 +640,7 @@ def _norm_system(mode, L, tau2, lam, U, V, buf):
 @njit(parallel=True, cache=True, error_model="numpy")
 def inner_single(mode, L, tau2, lam1, U1, V1, lam2, U2, V2):
     """``sum_{i,k} K_ik w_ik`` of one pair of systems, parallel over rows; returns ``(re, im)``."""
-    n1 = lam1.shape[1]
+    n1 = lam1.shape[1] - PAD
     rows = np.zeros((n1, 2))
     nch = (n1 + ROW_CHUNK - 1) // ROW_CHUNK
     for c in prange(nch):
@@ -373,7 +652,7 @@ def inner_single(mode, L, tau2, lam1, U1, V1, lam2, U2, V2):
 @njit(cache=True, error_model="numpy")
 def inner_single_serial(mode, L, tau2, lam1, U1, V1, lam2, U2, V2):
     """Serial :func:`inner_single` (same rounding: rows are reduced in the same order)."""
-    n1 = lam1.shape[1]
+    n1 = lam1.shape[1] - PAD
     rows = np.zeros((n1, 2))
     _inner_rows(mode, L, tau2, lam1, U1, V1, lam2, U2, V2, 0, n1, rows)
     return _sum_rows2(rows)
@@ -382,7 +661,7 @@ def inner_single_serial(mode, L, tau2, lam1, U1, V1, lam2, U2, V2):
 @njit(parallel=True, cache=True, error_model="numpy")
 def norm2_single(mode, L, tau2, lam, U, V):
     """Hermitian ``sum_{i,k} K_ik w_ik`` (real) of one system, parallel over row pairs."""
-    n = lam.shape[1]
+    n = lam.shape[1] - PAD
     rows = np.zeros(n)
     ntask = (n + 1) // 2
     nch = (ntask + ROW_CHUNK - 1) // ROW_CHUNK
@@ -395,7 +674,7 @@ def norm2_single(mode, L, tau2, lam, U, V):
 @njit(cache=True, error_model="numpy")
 def norm2_single_serial(mode, L, tau2, lam, U, V):
     """Serial :func:`norm2_single` (same rounding)."""
-    n = lam.shape[1]
+    n = lam.shape[1] - PAD
     rows = np.zeros(n)
     _norm_tasks(mode, L, tau2, lam, U, V, 0, (n + 1) // 2, rows)
     return _sum_rows1(rows)
