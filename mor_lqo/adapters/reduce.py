@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from ..errors import LayoutError, MorLqoError, OrderError, UnstableSystemError
+from ..errors import LayoutError, MorLqoError, OrderError, ShapeError, UnstableSystemError
 from ..systems import LQOSystem
 from ._common import is_torch_tensor, to_numpy
 from .block import Block, HalfModes, Unit
@@ -105,7 +105,20 @@ def _reduce_unit(unit: Unit, r: int, method, kappa: float, sign: int, horizon) -
         modes = unit.modes if unit.modes is not None else to_half_modes(unit.system, kappa, sign)
         return modal_reducer(modes, r, horizon)
     rom = _rom_of(get_reducer(method)(unit.system, r))
-    return to_half_modes(rom, kappa, sign)
+    return to_half_modes(_check_rom(unit.system, rom), kappa, sign)
+
+
+def _check_rom(full: LQOSystem, rom: LQOSystem) -> LQOSystem:
+    """The reduced model must keep the inputs, outputs, time domain and D of the full one."""
+    if (rom.m, rom.p) != (full.m, full.p):
+        raise ShapeError(f"the reducer returned a model with (m, p) = {(rom.m, rom.p)}, expected "
+                         f"{(full.m, full.p)}")
+    if not rom.is_discrete or rom.convention != full.convention:
+        raise ShapeError("the reducer must return a discrete model in the current-input convention")
+    if not np.allclose(rom.D, full.D, rtol=1e-12, atol=1e-12 * max(1.0, np.abs(full.D).max())):
+        raise LayoutError("the reducer changed the feed-through D; the layouts keep D, so reduce with "
+                          "D fixed")
+    return rom
 
 
 def _reduce_units(units, r, method, kappa, sign, horizon) -> list[HalfModes]:
@@ -123,7 +136,7 @@ def _reduce_units(units, r, method, kappa, sign, horizon) -> list[HalfModes]:
             if isinstance(res, (list, tuple)) and len(res) == len(todo):
                 out = [None] * len(units)
                 for i, rr in zip(todo, res):
-                    out[i] = to_half_modes(_rom_of(rr), kappa, sign)
+                    out[i] = to_half_modes(_check_rom(units[i].system, _rom_of(rr)), kappa, sign)
                 for i, u in enumerate(units):
                     if out[i] is None:
                         out[i] = _reduce_unit(u, r, method, kappa, sign, horizon)
