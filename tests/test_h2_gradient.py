@@ -276,7 +276,8 @@ def test_continuous_s4d_and_real_dense():
     # real poles (here BT has two); it never loses to its own starting points.
     for k in ("modal", "modal+proj", "bt+diag", "bt+proj"):
         assert res.h2_error <= res.info["init_errors"][k] * (1 + 1e-9)
-    assert ml.h2_error(real, res.rom.realify()) == pytest.approx(res.h2_error, rel=1e-8)
+    # squared errors agree to the rounding floor eps * ||S||^2 (times the dense solver's conditioning)
+    assert abs(ml.h2_error(real, res.rom.realify()) ** 2 - res.h2_error ** 2) <= 1e-10 * res.h2_norm ** 2
 
 
 @pytest.mark.parametrize("discrete", [True, False])

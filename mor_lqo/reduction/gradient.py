@@ -8,7 +8,12 @@ The reduced model is parametrised so that it is stable for *every* parameter vec
     \text{discrete:}\quad \hat\lambda_k = (1-\delta)\,\exp(-e^{\nu_k} + i\theta_k), \qquad
     \text{continuous:}\quad \hat\lambda_k = -\delta - e^{\nu_k} + i\theta_k,
 
-and the squared error :math:`J = \|\Sigma - \hat\Sigma\|_{h2}^2` is minimised with L-BFGS on the real
+with the argument :math:`\theta_k` (discrete) or imaginary part (continuous) of a conjugate pair kept
+at least ``min_ratio`` times the decay rate :math:`e^{\nu_k}` away from the real axis (discrete:
+:math:`\theta = \epsilon + (\pi - 2\epsilon)\,\sigma(\varphi)`, continuous:
+:math:`\theta = \epsilon + e^\varphi`, :math:`\epsilon = \texttt{min\_ratio}\cdot e^\nu` (discrete:
+:math:`\texttt{min\_ratio}\, e^\nu/(1+e^\nu)`); complex ROMs use :math:`\theta` itself). The
+squared error :math:`J = \|\Sigma - \hat\Sigma\|_{h2}^2` is minimised with L-BFGS on the real
 parameter vector, using analytic gradients (the Wilson/Gramian gradients of :mod:`mor_lqo.gradients`
 specialised to diagonal models, with the chain rules of lqo_math.md §4/§9).
 
@@ -525,11 +530,18 @@ class _Evaluator:
 # ----------------------------------------------------------------------------------------------------
 # initial models: modal truncation, balanced truncation, diagonalisation of a given ROM
 # ----------------------------------------------------------------------------------------------------
-def _mode_scores(lam, Bm, Cm, Mm, disc):
-    """Per-mode h2^2 of ``c b^T / (z - lam)`` (+ its diagonal quadratic term), lqo_math.md §7.6."""
+def _mode_scores(lam, Bm, Cm, Mm, disc, pairs: bool = False):
+    """Per-mode h2^2 of ``c b^T / (z - lam)`` (+ its diagonal quadratic term), lqo_math.md §7.6.
+
+    ``pairs``: the real-map norm of the pair ``c b^T/(z - lam) + conj`` (up to the common factor
+    ``kappa^2 / 2``), which adds the non-conjugated term ``Re[(c^T c)(b^T b) / (1 - lam^2)]`` (§8.4).
+    """
     k = 1.0 / (1.0 - np.abs(lam) ** 2) if disc else 1.0 / (-2.0 * lam.real)
     b2 = np.sum(np.abs(Bm) ** 2, axis=-1)
     s = np.sum(np.abs(Cm) ** 2, axis=-2) * b2 * k
+    if pairs:
+        kt = 1.0 / (1.0 - lam ** 2) if disc else -1.0 / (2.0 * lam)
+        s = s + np.real(np.sum(Cm ** 2, axis=-2) * np.sum(Bm ** 2, axis=-1) * kt)
     if Mm is not None:
         d = np.arange(lam.shape[-1])
         s = s + np.sum(np.abs(Mm[..., d, d]) ** 2, axis=-2) * (b2 * k) ** 2
@@ -568,8 +580,9 @@ def _modes_from_real(A, B, C, M, q, kappa, disc, select: bool) -> _Modes:
         units.append(("r", i))
     exact = True
     if select:
-        sc = _mode_scores(w, Bm, Cm, Mm, disc)
-        sc = np.array([2 * sc[i] if t == "c" else sc[i] for t, i in units])
+        sc1 = _mode_scores(w, Bm, Cm, Mm, disc)
+        sc2 = 2 * _mode_scores(w, Bm, Cm, Mm, disc, pairs=True)
+        sc = np.array([sc2[i] if t == "c" else sc1[i] for t, i in units])
         order = np.argsort(-sc, kind="stable")[:q]
         units = [units[j] for j in sorted(order)]
         exact = all(t == "c" for t, _ in units)
@@ -633,7 +646,7 @@ def _modal_modes(sys: LQOSystem, lay: _Layout) -> _Modes:
     q = lay.q
     if sys.half is not None:
         lam, B, C, M, kappa = sys.half
-        sc = _mode_scores(lam, B, C, M, lay.disc)
+        sc = _mode_scores(lam, B, C, M, lay.disc, pairs=True)
         idx = np.sort(np.argsort(-sc, kind="stable")[:q])
         H = None if M is None else M[:, idx[:, None], idx[None, :]]
         return _Modes(lam[idx], B[idx], C[:, idx] * (kappa / lay.kappa), H, True)
@@ -770,10 +783,15 @@ class H2Objective:
     Notes
     -----
     The parameter vector ``theta`` (real, length :attr:`size`) is
-    ``[nu (q), theta (q), Re B^, Im B^ (q m each; only if optimised), Re C^, Im C^ (p q each; only
+    ``[nu (q), phi (q), Re B^, Im B^ (q m each; only if optimised), Re C^, Im C^ (p q each; only
     without projection), quadratic parameters]`` with ``q = r/2`` (pairs) or ``r``. The poles are
-    :math:`(1-\delta)\exp(-e^{\nu} + i\theta)` (discrete) or :math:`-\delta - e^\nu + i\theta`.
-    With ``project_c`` and one input, ``B^`` is fixed to ones.
+    :math:`(1-\delta)\exp(-e^{\nu} + i\theta)` (discrete) or :math:`-\delta - e^\nu + i\theta` with
+    :math:`\theta = \varphi` (complex ROMs) or the bounded angle map of the module docstring (pairs;
+    the stored member has :math:`\mathrm{Im}\,\hat\lambda > 0`, or the orientation fixed by
+    :meth:`pack` for LQO models, whose quadratic coupling depends on it).
+    With ``project_c`` and one input, ``B^`` is fixed to ones. Hermitian quadratic parameters per
+    output: the ``q`` diagonal entries, then real and imaginary parts of the strict upper triangle
+    (row-major); PSD: real and imaginary parts of the square factor ``U``.
 
     A joint weighted objective over blocks is the sum of ``value_and_grad`` over the blocks'
     slices of a concatenated parameter vector (see :func:`h2_gradient_joint`).
@@ -1028,7 +1046,8 @@ def _init_candidates(sys, r, init, obj: H2Objective):
 
 def h2_gradient(sys: LQOSystem, r: int, *, init="auto", weight: float = 1.0, tol: float = 1e-9,
                 maxiter: int = 500, margin: float = 0.0, quadratic: str = "hermitian",
-                project_c: bool = True, scale: float | None = None, min_ratio: float = 1e-2) -> ReductionResult:
+                project_c: bool = True, scale: float | None = None, min_ratio: float = 1e-2,
+                multistart: bool = True) -> ReductionResult:
     r"""Gradient-based h2-optimal reduction to a diagonal, stable reduced model.
 
     Minimises :math:`J = \|\Sigma - \hat\Sigma\|_{h2}^2` (continuous: :math:`\mathcal H_2`) over diagonal
@@ -1042,10 +1061,11 @@ def h2_gradient(sys: LQOSystem, r: int, *, init="auto", weight: float = 1.0, tol
     r : int
         Reduced real order, ``1 <= r < sys.order``; even for real-output full models.
     init : {"auto", "modal", "bt"} or ReductionResult or LQOSystem
-        Initial model. ``"modal"``: dominant modes (exact modal truncation); ``"bt"``: balanced
-        truncation (:func:`mor_lqo.balanced_truncation`, or a local square-root BT while that is not
-        available), diagonalised; ``"auto"``: both, starting from the better one after projecting
-        :math:`\hat C`. A given model of order r is diagonalised (real models into conjugate pairs).
+        Initial model. ``"modal"``: dominant modes (exact modal truncation, pairs ranked by their
+        real-output h2 norm); ``"bt"``: balanced truncation (:func:`mor_lqo.balanced_truncation`, or a
+        local square-root BT when that is unavailable), diagonalised; ``"auto"``: both. A given model
+        of order r is diagonalised (real models into conjugate pairs; two real eigenvalues cannot form
+        a pair and are merged approximately, ``info["init_exact"]`` is then False).
     weight : float, default 1.0
         Positive factor of the objective. It does not change the minimiser of a single block (the
         optimiser works on :math:`J/\|\Sigma\|^2`); ``info["objective"]`` is ``weight * J``.
@@ -1062,6 +1082,16 @@ def h2_gradient(sys: LQOSystem, r: int, *, init="auto", weight: float = 1.0, tol
         Variable projection of :math:`\hat C` (module docstring).
     scale : float, optional
         Output scale of the conjugate-pair ROM of a *real* full model (default 2.0).
+    min_ratio : float, default 1e-2
+        Conjugate pairs keep an angle (discrete) or :math:`|\mathrm{Im}\,\hat\lambda|` (continuous) of at
+        least ``min_ratio`` times their decay rate :math:`e^\nu`. Without it, the optimum of a
+        conjugate-pair ROM can lie on the boundary where a pair merges into a double real pole with
+        :math:`|\hat c| \to \infty` (the layout cannot store two distinct real poles in one slot); the
+        bound keeps :math:`\hat c` within about ``1/min_ratio`` of its natural size. 0 disables it.
+        Complex ROMs are not affected.
+    multistart : bool, default True
+        Run L-BFGS from every initial model (``"auto"``: modal and BT) and keep the best result;
+        False: only from the one with the lowest projected objective.
 
     Returns
     -------
@@ -1070,9 +1100,11 @@ def h2_gradient(sys: LQOSystem, r: int, *, init="auto", weight: float = 1.0, tol
         ``LQOSystem.diagonal``, with :math:`\hat D = D`; ``h2_error`` recomputed by
         :func:`mor_lqo.h2_error` (independent of the objective's closed forms); ``method="h2"``;
         ``converged`` (L-BFGS-B success), ``iterations``, ``history`` (relative error per iteration).
-        ``info``: ``init`` (name of the initial model used), ``init_error`` (its h2 error),
-        ``init_errors`` (all candidates; ``"<name>+proj"`` after projecting :math:`\hat C`),
-        ``init_exact``, ``grad_norm`` (projected gradient of :math:`J/\|\Sigma\|^2`),
+        ``info``: ``init`` (the start that gave the result), ``best_init`` and ``init_error`` (the
+        best initial model and its h2 error: the result is never worse), ``init_errors`` (every
+        candidate; ``"<name>+diag"`` after diagonalisation when that changed it, ``"<name>+proj"`` at
+        the optimiser's start: C^ projected, near-real pairs split), ``init_exact``, ``starts``,
+        ``grad_norm`` (projected gradient of :math:`J/\|\Sigma\|^2` in the internal parameters),
         ``stationarity`` (core-gradient measure, see :func:`_stationarity`), ``objective``
         (``weight * J``), ``nfev``, ``message``, ``weight``, ``margin``, ``quadratic``, ``project_c``.
 
@@ -1088,10 +1120,10 @@ def h2_gradient(sys: LQOSystem, r: int, *, init="auto", weight: float = 1.0, tol
     obj = H2Objective(sys, r, weight=weight, margin=margin, quadratic=quadratic, project_c=project_c,
                       scale=scale, min_ratio=min_ratio)
     with _blas_threads(sys):
-        return _h2_gradient(sys, obj, init, tol, maxiter)
+        return _h2_gradient(sys, obj, init, tol, maxiter, multistart)
 
 
-def _h2_gradient(sys, obj, init, tol, maxiter) -> ReductionResult:
+def _h2_gradient(sys, obj, init, tol, maxiter, multistart) -> ReductionResult:
     tol = _positive(tol, "tol")
     if isinstance(maxiter, bool) or not isinstance(maxiter, numbers.Integral) or maxiter < 0:
         raise ValueError(f"maxiter must be a non-negative integer, got {maxiter!r}")
@@ -1101,7 +1133,7 @@ def _h2_gradient(sys, obj, init, tol, maxiter) -> ReductionResult:
 
     cands, notes = _init_candidates(sys, obj.r, init, obj)
     init_errors: dict = dict(notes)
-    best = None
+    starts = []
     for name, modes, raw_err in cands:
         modes = _clip_to_margin(modes, lay)
         rom0 = obj._rom_from_modes(modes)
@@ -1113,13 +1145,20 @@ def _h2_gradient(sys, obj, init, tol, maxiter) -> ReductionResult:
         f0 = obj.value(th0) / obj.weight
         init_errors[name + "+proj"] = math.sqrt(max(f0, 0.0))
         exact = modes.exact and (raw_err is None or err0 <= raw_err * (1 + 1e-6) + 1e-12 * math.sqrt(norm2))
-        if best is None or f0 < best[3]:
-            best = (name, rom0, err0, f0, modes, exact)
-    name0, rom0, err0, f0, modes0, exact0 = best
-    th0 = obj._theta_from_modes(modes0, lift=_LIFT)  # (re)sets the pair orientation of LQO models
+        starts.append((f0, name, rom0, err0, modes, exact))
+    starts.sort(key=lambda t: t[0])
+    i_best0 = int(np.argmin([t[3] for t in starts]))
+    _, name_i, rom0, err0, _, exact0 = starts[i_best0]  # the best initial model (the guarantee)
 
     bounds = obj.bounds
-    tr, res = _lbfgs(lambda x: obj.value_and_grad(x), th0, bounds, obj.weight * scale_f, tol, maxiter)
+    best = None
+    for _f0, name, _, _, modes, _ in (starts if multistart else starts[:1]):
+        th0 = obj._theta_from_modes(modes, lift=_LIFT)  # (re)sets the pair orientation of LQO models
+        tr, res = _lbfgs(lambda x: obj.value_and_grad(x), th0, bounds, obj.weight * scale_f, tol, maxiter)
+        if best is None or tr.best_f < best[1].best_f:
+            best = (name, tr, res, None if obj._ev.signs is None else obj._ev.signs.copy())
+    name0, tr, res, signs = best
+    obj._ev.signs = signs
     theta = tr.best_x
     rom = obj.unpack(theta)
     err = h2_error(sys, rom)
@@ -1134,7 +1173,8 @@ def _h2_gradient(sys, obj, init, tol, maxiter) -> ReductionResult:
         warnings.warn(f"h2_gradient stopped before meeting tol={tol:g} ({res.message}); the best "
                       f"iterate is returned (projected gradient {gnorm:.3g})", ConvergenceWarning, stacklevel=2)
     info = dict(
-        init=name0, init_error=err0, init_errors=init_errors, init_exact=exact0,
+        init=name0, best_init=name_i, init_error=err0, init_errors=init_errors, init_exact=exact0,
+        starts=len(starts) if multistart else 1,
         grad_norm=gnorm, stationarity=_stationarity(sys, rom, lay, norm2),
         objective=obj.weight * tr.best_f * scale_f, h2_error_objective=math.sqrt(max(tr.best_f * scale_f, 0.0)),
         nfev=tr.nfev, message=str(res.message), weight=obj.weight, margin=lay.margin,
@@ -1431,7 +1471,7 @@ def h2_gradient_batch(lam, B, C, r: int, *, dt: float, scale: float = 2.0, init=
     if isinstance(init, str):
         if init != "modal":
             raise ValueError(f"init must be 'modal' or a tuple (lam0, B0, C0), got {init!r}")
-        sc = _mode_scores(lam, B, C, None, disc)
+        sc = _mode_scores(lam, B, C, None, disc, pairs=True)
         sel = np.sort(np.argsort(-sc, axis=1, kind="stable")[:, :q], axis=1)
         lam0 = np.take_along_axis(lam, sel, axis=1)
         B0 = np.take_along_axis(B, sel[:, :, None], axis=1)
