@@ -36,7 +36,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..equations import factor, solve_factored
-from ..errors import ShapeError, UnstableSystemError
+from ..errors import UnstableSystemError
 from ..gramians import adjoint_factor, check_stable, schur_factor
 from ..systems import LQOSystem
 
@@ -71,22 +71,24 @@ class OptimalityResiduals(NamedTuple):
 
 
 class InterpolationResiduals(NamedTuple):
-    """Relative tangential interpolation residuals at the mirror images (lqo_math.md §6).
+    """Relative tangential interpolation residuals at the mirror images (lqo_math.md §6, §7.5).
 
-    ``right``, ``left``, ``hermite``: arrays (r,) with the relative mismatch of
-    :math:`G(\\sigma_k)\\hat b_k^H`, :math:`\\hat c_k^H G(\\sigma_k)` and
-    :math:`\\hat c_k^H G'(\\sigma_k)\\hat b_k^H` (each divided by the larger of the two sides);
-    ``points``: the interpolation points :math:`\\sigma_k` (``inf`` for a discrete pole at 0).
+    ``right``, ``left``, ``hermite``, ``quadratic``: arrays (r,), the relative mismatch of each
+    condition at pole k (see :func:`interpolation_residuals`; ``quadratic`` is 0 for LTI pairs);
+    ``points``: the interpolation points (``inf`` for a discrete reduced pole at 0).
     """
 
     right: np.ndarray
     left: np.ndarray
     hermite: np.ndarray
+    quadratic: np.ndarray
     points: np.ndarray
 
     @property
     def max(self) -> float:
-        return float(max(np.max(self.right), np.max(self.left), np.max(self.hermite)))
+        """Largest residual over all conditions and poles."""
+        return float(max(np.max(self.right), np.max(self.left), np.max(self.hermite),
+                         np.max(self.quadratic)))
 
 
 def _n2(X) -> float:
@@ -187,69 +189,88 @@ def h2_optimality_residuals(sys: LQOSystem, rom: LQOSystem) -> OptimalityResidua
 
 
 def interpolation_residuals(sys: LQOSystem, rom: LQOSystem) -> InterpolationResiduals:
-    r"""Tangential Hermite interpolation residuals of an LTI reduced model (lqo_math.md §6).
+    r"""Tangential (Hermite) interpolation residuals of a reduced model (lqo_math.md §6, §7.5).
+
+    With :math:`\hat A = X_r\,\mathrm{diag}(\hat\lambda)\,X_r^{-1}`, directions
+    :math:`b_k = (	ext{row } k 	ext{ of } X_r^{-1}\hat B)^H`, :math:`c_k = 	ext{column } k` of
+    :math:`\hat C X_r`, quadratic tangents :math:`Q_j = X_r^H\hat M_jX_r` and the resolvent
+    :math:`K(\sigma) = \sigma I - A` (continuous, :math:`\sigma_k = -\overline{\hat\lambda_k}`) or
+    :math:`K = I - \mu A` (discrete, :math:`\mu_k = \overline{\hat\lambda_k}`)::
+
+        V_k = K_k^{-1} B b_k                 l_k = C^H c_k + 2 sum_j M_j (V Q_j)[:, k]     w_k = K_k^{-H} l_k
+        right     C V_k         = Ĉ V̂_k                                   (condition (i))
+        quadratic V_i^H M_j V_k = V̂_i^H M̂_j V̂_k   for all i, k, j          (condition (ii))
+        left      w_k^H B       = ŵ_k^H B̂
+        hermite   w_k^H V_k     = ŵ_k^H V̂_k        (continuous; = -c^H G'(σ) b for LTI)
+                  w_k^H A V_k   = ŵ_k^H Â V̂_k      (discrete; = c^H H'(μ) b for LTI)
+
+    (hats: the same with the reduced matrices). For LTI systems these are the Meier–Luenberger
+    conditions of §6 at the mirror images; for LQO systems (i)–(iii) of LQO-IRKA (§7.5) in complex
+    form (the real-data form of the reference uses transposes; for real symmetric M_j the
+    symmetric sum in (iii) equals the factor 2 here).
 
     Parameters
     ----------
     sys, rom : LQOSystem
-        LTI full and reduced models (quadratic outputs must be absent or zero), same time domain.
-        ``rom`` must be diagonalisable with simple poles.
+        Full and reduced model, same time domain, m and p. ``rom`` must be diagonalisable.
 
     Returns
     -------
     InterpolationResiduals
-        Relative residuals per reduced pole. An h2-optimal ROM (IRKA/TSIA fixed point) has all of
-        them at rounding level times the conditioning of the eigenvectors of Â.
+        Relative residuals per reduced pole (quadratic: per pole k, the maximum over i and j). An
+        h2-optimal ROM (IRKA/TSIA fixed point) has all of them at rounding level times the
+        conditioning of the eigenvectors of Â; generic ROMs (e.g. balanced truncation) do not.
 
     Raises
     ------
-    ShapeError
-        If a system has non-zero quadratic outputs (use :func:`h2_optimality_residuals`).
+    UnstableSystemError
+        If Â is numerically defective (eigenvector condition number > 1e12).
 
     Notes
     -----
-    Each point costs one dense solve with the full model (O(n^3); diagonal systems O(n)); meant for
+    Each point costs one dense LU with the full model (O(n^3); diagonal systems O(n)); meant for
     tests and diagnostics, not for large n.
     """
     if not isinstance(sys, LQOSystem) or not isinstance(rom, LQOSystem):
         raise TypeError("sys and rom must be LQOSystem objects")
     sys.compatible_with(rom)
-    for s_, name in ((sys, "sys"), (rom, "rom")):
-        if s_.M is not None and np.any(s_.M != 0):
-            raise ShapeError(f"{name} has quadratic outputs; the interpolation conditions of §6 "
-                             "are for LTI systems (use h2_optimality_residuals)")
+    sys = _work(sys)
     disc = sys.is_discrete
     lam, Xr = np.linalg.eig(rom.A)
     if np.linalg.cond(Xr) > 1e12:
         raise UnstableSystemError("the reduced state matrix is (numerically) defective")
-    bh = np.linalg.solve(Xr, rom.B)  # rows b_k
-    ch = rom.C @ Xr  # columns c_k
+    bdir = np.linalg.solve(Xr, rom.B).conj()  # row k = b_k
+    cdir = rom.C @ Xr  # column k = c_k
     r = lam.size
-    right, left, herm = np.zeros(r), np.zeros(r), np.zeros(r)
-    points = np.empty(r, complex)
-    for k in range(r):
-        b = bh[k].conj()  # b_k^H as a column
-        c = ch[:, k]
-        if disc:
-            mu = np.conj(lam[k])
-            points[k] = np.inf if mu == 0 else 1 / mu
-        else:
-            points[k] = -np.conj(lam[k])
-        vals = []
-        for s_ in (sys, rom):
-            shift = {"mu": mu} if disc else {"sigma": points[k]}
-            z = _shifted_solve(s_, s_.B @ b, adjoint=False, **shift)
-            w = _shifted_solve(s_, s_.C.conj().T @ c, adjoint=True, **shift)
-            if disc:  # c^H H'(mu) b = w^H A z
-                d = w.conj() @ (s_.lam * z if s_.is_diagonal else s_.A @ z)
-            else:  # c^H G'(sigma) b = -w^H z
-                d = -(w.conj() @ z)
-            vals.append((s_.C @ z, w.conj() @ s_.B, d))
-        (g1, g2, g3), (h1, h2, h3) = vals
-        right[k] = _rel(g1, h1)
-        left[k] = _rel(g2, h2)
-        herm[k] = _rel(g3, h3)
-    return InterpolationResiduals(right, left, herm, points)
+    p = sys.p
+    Mh = rom.M if rom.M is not None else np.zeros((p, r, r))
+    Qs = np.einsum("ak,jab,bl->jkl", Xr.conj(), Mh, Xr)
+    if disc:
+        points = np.array([np.inf if z == 0 else 1 / np.conj(z) for z in lam], complex)
+        shifts = [{"mu": np.conj(z)} for z in lam]
+    else:
+        points = -np.conj(lam)
+        shifts = [{"sigma": z} for z in points]
+
+    def data(s_):
+        M = s_.M if s_.M is not None else np.zeros((p, s_.n, s_.n))
+        V = np.column_stack([_shifted_solve(s_, s_.B @ bdir[k], adjoint=False, **shifts[k])
+                             for k in range(r)])
+        MV = np.stack([Mj @ V for Mj in M])  # (p, n, r)
+        quad = np.einsum("na,jnb->jab", V.conj(), MV)  # V_i^H M_j V_k
+        L = s_.C.conj().T @ cdir + 2 * np.einsum("jnr,jrk->nk", MV, Qs)
+        W = np.column_stack([_shifted_solve(s_, L[:, k], adjoint=True, **shifts[k])
+                             for k in range(r)])
+        AV = (s_.lam[:, None] * V if s_.is_diagonal else s_.A @ V) if disc else V
+        return (s_.C @ V, W.conj().T @ s_.B, np.einsum("nk,nk->k", W.conj(), AV), quad)
+
+    (g1, g2, g3, g4), (h1, h2, h3, h4) = data(sys), data(rom)
+    right = np.array([_rel(g1[:, k], h1[:, k]) for k in range(r)])
+    left = np.array([_rel(g2[k], h2[k]) for k in range(r)])
+    herm = np.array([_rel(g3[k], h3[k]) for k in range(r)])
+    scale = max(float(np.max(np.abs(g4), initial=0.0)), float(np.max(np.abs(h4), initial=0.0)))
+    quad = (np.max(np.abs(g4 - h4), axis=(0, 1)) / scale) if scale > 0 else np.zeros(r)
+    return InterpolationResiduals(right, left, herm, quad, points)
 
 
 def _rel(a, b) -> float:
