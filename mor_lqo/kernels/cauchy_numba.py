@@ -81,7 +81,7 @@ _TWO_PI = 2.0 * math.pi
 # ----------------------------------------------------------------------------------------------------
 # scalar helpers (no fast-math flags)
 # ----------------------------------------------------------------------------------------------------
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _nadd(s, c, x):
     """Neumaier step: add ``x`` to the compensated pair ``(s, c)``."""
     t = s + x
@@ -114,7 +114,7 @@ def _k_near_one(L, wr, wi):
     return (nr * dr + ni * di) * inv, (ni * dr - nr * di) * inv
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _k_diag(mode, L, tau2, ar, ai, pr, pi_, sr):
     """Real kernel value ``K_ii`` of a mode ``lam = ar + i ai`` with itself (Hermitian norms).
 
@@ -237,7 +237,7 @@ def _dot_kuv(buf, nb):
     return sr, si
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _row(mode, L, tau2, lam1, U1, V1, i, lam2, U2, V2, k0, k1, buf):
     """Compensated ``sum_{k0 <= k < k1} K_ik w_ik`` for one row ``i``; returns ``(re, im)``."""
     q1 = U1.shape[1]
@@ -274,7 +274,7 @@ def _row(mode, L, tau2, lam1, U1, V1, i, lam2, U2, V2, k0, k1, buf):
     return sr + cr, si + ci
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _self_weight(U, V, i):
     """Real pair weight ``w_ii`` of mode ``i`` with itself."""
     q1 = U.shape[1]
@@ -290,7 +290,7 @@ def _self_weight(U, V, i):
     return su * sv
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _norm_row(mode, L, tau2, lam, U, V, i, buf):
     """Row ``i`` of the Hermitian sum: ``w_ii K_ii + 2 Re sum_{k > i} K_ik w_ik``."""
     n = lam.shape[1] - PAD
