@@ -353,6 +353,12 @@ def test_init_options_weight_margin_convention_and_d(rng):
     assert res_r.h2_error <= res_m.h2_error * (1 + 1e-12)
     assert res_m.info["init"] == "modal" and set(res_m.info["init_errors"]) == {"modal", "modal+proj"}
     np.testing.assert_array_equal(res_m.rom.D, D)
+    assert res_m.h2_norm == pytest.approx(ml.h2_norm(sys), rel=1e-12)  # with D (discrete time)
+    csys = ml.LQOSystem.conjugate_pairs(-np.abs(np.log(lam)), B, C, D=D)  # continuous, D != 0
+    res_c = h2_gradient(csys, 4, init="modal")
+    np.testing.assert_array_equal(res_c.rom.D, D)
+    assert np.isfinite(res_c.h2_error) and res_c.h2_error == pytest.approx(ml.h2_error(csys, res_c.rom), rel=1e-12)
+    assert res_c.h2_norm == pytest.approx(ml.h2_norm(ml.LQOSystem.conjugate_pairs(-np.abs(np.log(lam)), B, C)))
     # weight does not change the minimiser, margin is respected
     res_w = h2_gradient(sys, 4, init="modal", weight=123.0)
     assert res_w.h2_error == pytest.approx(res_m.h2_error, rel=1e-10)

@@ -45,8 +45,14 @@ Structure of the reduced model
   is an optimisation over ``r`` real numbers (the poles).
 * D is kept (``D^ = D``); it cancels in the error in both discrete conventions.
 
-The optimiser keeps the best parameter vector it ever evaluated, starts from the best of its initial
-models (after variable projection), and the result is never worse than its initialisation.
+The optimiser keeps the best parameter vector it ever evaluated, runs from every initial model
+(modal and balanced truncation; near-real pairs are split at the start because the objective is even
+in the angle at a real pair), and the result is never worse than the best initial model.
+
+Limitations: a conjugate-pair slot holds a complex pair (or one real pole), never two distinct real
+poles, so for real full models whose best real ROM has real poles a real BT ROM can be better than any
+conjugate-pair ROM (S4D-type channels are not affected in practice). The objective is non-convex; the
+result is a local minimum (first-order conditions checked in ``info``).
 
 Batched channels
 ----------------
@@ -89,7 +95,7 @@ from ..gramians import (
     observability_gramian,
     psd_factor,
 )
-from ..norms import h2_error, h2_norm_parts
+from ..norms import h2_error, h2_norm, h2_norm_parts
 from ..systems import LQOSystem
 from .result import ReductionResult
 
@@ -1171,7 +1177,7 @@ def _h2_gradient(sys, obj, init, tol, maxiter, multistart) -> ReductionResult:
     converged = bool(res.success) or gnorm <= tol
     if not converged:
         warnings.warn(f"h2_gradient stopped before meeting tol={tol:g} ({res.message}); the best "
-                      f"iterate is returned (projected gradient {gnorm:.3g})", ConvergenceWarning, stacklevel=2)
+                      f"iterate is returned (projected gradient {gnorm:.3g})", ConvergenceWarning, stacklevel=3)
     info = dict(
         init=name0, best_init=name_i, init_error=err0, init_errors=init_errors, init_exact=exact0,
         starts=len(starts) if multistart else 1,
@@ -1181,7 +1187,10 @@ def _h2_gradient(sys, obj, init, tol, maxiter, multistart) -> ReductionResult:
         quadratic=lay.quad, project_c=lay.project_c, reverted_to_init=reverted, parameters=lay.size,
     )
     hist = tuple(math.sqrt(max(f, 0.0)) for f in tr.history)
-    return ReductionResult(rom=rom, h2_error=err, h2_norm=math.sqrt(norm2), method="h2", converged=converged,
+    # discrete time: the full model's own norm (with D); continuous time with D != 0 the norm is
+    # infinite, and that of the strictly proper part (D cancels in the error) is reported instead
+    full_norm = h2_norm(sys) if (sys.is_discrete or not np.any(sys.D)) else math.sqrt(norm2)
+    return ReductionResult(rom=rom, h2_error=err, h2_norm=full_norm, method="h2", converged=converged,
                            iterations=int(res.nit), history=hist, info=info)
 
 
