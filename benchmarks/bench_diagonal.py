@@ -149,9 +149,15 @@ def main(argv=None):
         f"numba {numba.__version__}, {numba.get_num_threads()} threads, numpy {np.__version__}, "
         f"{os.cpu_count()} CPUs; times are min of k warm runs"
     )
-    # warm-up (kernel compilation / cache load)
+    # warm-up (kernel compilation / cache load) and the threading layer in use
     cauchy_norm2(*random_system(rng, 32, 1, 1), True)
     cauchy_norm2(*random_system(rng, 32, 1, 8), True)
+    cauchy_norm2(*random_system(rng, 2048, 1, 1), True)
+    print(
+        f"threading layer {numba.threading_layer()}, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}, load average "
+        + " ".join(f"{x:.1f}" for x in os.getloadavg())
+    )
 
     hdr = (
         f"{'case':<22}{'n':>7}{'p':>4}{'numba ms':>11}{'1-thr ms':>10}{'numpy ms':>11}{'speedup':>9}"

@@ -276,6 +276,47 @@ def test_brute_force_lag_sum(m, p):
     assert abs(cauchy_inner(*s1, *s2, True) - want12) <= 1e-12 * abs(want12)
 
 
+def _exact_discrete_norm2(lam, b, c):
+    """sum_ik b_i c_i conj(b_k c_k) / (1 - lam_i conj lam_k) in exact rational arithmetic (SISO, real b c)."""
+    from fractions import Fraction as Fr
+
+    g = [Fr(float(bi)) * Fr(float(ci)) for bi, ci in zip(b, c)]
+    re = [Fr(float(x.real)) for x in lam]
+    im = [Fr(float(x.imag)) for x in lam]
+    total = Fr(0)
+    for i in range(len(lam)):
+        for k in range(len(lam)):
+            xr = 1 - (re[i] * re[k] + im[i] * im[k])
+            xi = re[i] * im[k] - im[i] * re[k]
+            total += g[i] * g[k] * xr / (xr * xr + xi * xi)  # real part of g_i g_k conj(x) / |x|^2
+    return float(total)
+
+
+@pytest.mark.parametrize("N", [None, 24])  # row layout / lane layout
+def test_near_unit_circle_accuracy(N):
+    """Modes 1e-9 .. 1e-4 inside the unit circle: K_ii = 1 / (1 - |lam|^2) is resolved to full
+    relative accuracy (the naive 1 - |lam|^2 would lose up to 1e-7 relative)."""
+    rng = np.random.default_rng(45)
+    nsys = N or 1
+    n = 6
+    lam = (1 - 10 ** rng.uniform(-9, -4, (nsys, n))) * np.exp(
+        2j * np.pi * (np.arange(n) / n + 0.01 * rng.uniform(size=(nsys, n)))
+    )
+    b = rng.uniform(0.5, 1.5, (nsys, n))
+    c = rng.uniform(0.5, 1.5, (nsys, n))
+    want = np.array([_exact_discrete_norm2(lam[s], b[s], c[s]) for s in range(nsys)])
+    args = (lam, b[..., None], c[:, None, :])
+    if N is None:
+        args = tuple(a[0] for a in args)
+        want = want[0]
+    got = cauchy_norm2(*args, True)
+    assert np.all(np.abs(got - want) <= 1e-13 * want)
+    ref = cauchy_norm2_ref(*args, True)
+    assert np.all(np.abs(ref - want) <= 1e-13 * want)
+    inner = cauchy_inner(*args, *args, True)
+    assert np.all(np.abs(inner - want) <= 1e-13 * want)
+
+
 @pytest.mark.parametrize("L", [1, 2, 7, 64, 300])
 def test_horizon_equals_truncated_sum(L):
     rng = np.random.default_rng(40 + L)

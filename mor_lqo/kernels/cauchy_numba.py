@@ -19,8 +19,8 @@ vectorised block loops can run over whole multiples of ``PAD`` without scalar re
 padding adds exact zeros.
 
 ``lam`` : (6, n + PAD)
-    rows ``Re lam, Im lam, Re lam**L, Im lam**L, Re log lam, Im log lam``; the last four rows are only
-    read in the finite-horizon mode (zeros otherwise).
+    rows ``Re lam, Im lam, Re lam**L, Im lam**L, Re log lam, Im log lam``; the powers are only read in
+    the finite-horizon mode, the logarithms in discrete time (zeros otherwise).
 ``U`` : (2, q1, n + PAD), ``V`` : (2, q2, n + PAD)
     real and imaginary parts of the per-mode factors. Two forms are supported:
 
@@ -43,6 +43,12 @@ Kernels: ``inner_single`` / ``norm2_single`` parallelise one system over rows (t
 row pairs ``(t, n-1-t)``, which balances the triangle), ``inner_batched`` / ``norm2_batched`` over the
 batch axis; each has a ``*_serial`` twin with the same rounding, used by the dispatch layer for small
 work, where starting a parallel region costs more than it saves.
+
+Discrete time, infinite horizon: ``1 - lam1_i conj(lam2_k)`` has an absolute rounding error ~eps, so
+where ``|1 - z| < tau`` (``tau = NEAR_ONE_TAU_INF``, 1e-3) the kernel is recomputed as
+``-1 / expm1(w)``, ``w = log lam1_i + conj(log lam2_k)``: the complex logarithm resolves
+``log|lam|`` to full relative accuracy near the unit circle (e.g. ``K_ii = 1 / (1 - |lam|^2)`` to
+~1e-16 instead of ~eps / (1 - |lam|^2)).
 
 Finite horizon ``L`` (discrete time): ``K = (1 - z**L) / (1 - z)`` with ``z = lam1_i conj(lam2_k)`` and
 ``z**L = lam1_i**L conj(lam2_k**L)`` from the precomputed powers. Where ``|1 - z| < tau`` this quotient
@@ -115,6 +121,18 @@ def _k_near_one(L, wr, wi):
 
 
 @njit(cache=True, error_model="numpy")
+def _k_inf_near_one(wr, wi):
+    """``1 / (1 - e^{w})`` for small ``w = wr + i wi`` (imag wrapped to (-pi, pi])."""
+    if wi > math.pi:
+        wi -= _TWO_PI
+    elif wi < -math.pi:
+        wi += _TWO_PI
+    dr, di = _expm1c(wr, wi)
+    inv = 1.0 / (dr * dr + di * di)
+    return -dr * inv, di * inv
+
+
+@njit(cache=True, error_model="numpy")
 def _k_diag(mode, L, tau2, ar, ai, pr, pi_, sr):
     """Real kernel value ``K_ii`` of a mode ``lam = ar + i ai`` with itself (Hermitian norms).
 
@@ -125,6 +143,9 @@ def _k_diag(mode, L, tau2, ar, ai, pr, pi_, sr):
     a2 = ar * ar + ai * ai
     x = 1.0 - a2
     if mode == MODE_DISCRETE:
+        if x * x < tau2:
+            kr, _ = _k_inf_near_one(2.0 * sr, 0.0)
+            return kr
         return 1.0 / x
     if x * x < tau2:
         kr, _ = _k_near_one(L, 2.0 * sr, 0.0)
@@ -137,7 +158,11 @@ def _k_diag(mode, L, tau2, ar, ai, pr, pi_, sr):
 # ----------------------------------------------------------------------------------------------------
 @njit(cache=True, error_model="numpy")
 def _kblock(mode, L, tau2, lam1, i, lam2, k0, nb, buf):
-    """Write ``K[i, k0:k0+nb]`` into ``buf[0, :nb] + 1j * buf[1, :nb]``."""
+    """Write ``K[i, k0:k0+nb]`` into ``buf[0, :nb] + 1j * buf[1, :nb]``.
+
+    The vectorised loops only count the near-one entries (``|1 - z|^2 < tau2``, discrete time); the
+    rare blocks that contain some are then patched by :func:`_kblock_fix`.
+    """
     ar = lam1[0, i]
     ai = lam1[1, i]
     if mode == MODE_CONTINUOUS:
@@ -150,7 +175,9 @@ def _kblock(mode, L, tau2, lam1, i, lam2, k0, nb, buf):
             inv = 1.0 / (xr * xr + xi * xi)
             buf[0, jj] = -xr * inv
             buf[1, jj] = xi * inv
-    elif mode == MODE_DISCRETE:
+        return
+    cnt = 0
+    if mode == MODE_DISCRETE:
         # K = 1 / (1 - a conj b) = conj(x) / |x|^2
         for j in range(nb):
             k = _u(k0 + j)
@@ -159,10 +186,13 @@ def _kblock(mode, L, tau2, lam1, i, lam2, k0, nb, buf):
             bi = lam2[1, k]
             xr = 1.0 - (ar * br + ai * bi)
             xi = ar * bi - ai * br
-            inv = 1.0 / (xr * xr + xi * xi)
+            d2 = xr * xr + xi * xi
+            inv = 1.0 / d2
             buf[0, jj] = xr * inv
             buf[1, jj] = -xi * inv
+            cnt += d2 < tau2
     else:
+        # K = (1 - z^L) conj(x) / |x|^2
         apr = lam1[2, i]
         api = lam1[3, i]
         for j in range(nb):
@@ -180,12 +210,31 @@ def _kblock(mode, L, tau2, lam1, i, lam2, k0, nb, buf):
             inv = 1.0 / d2
             buf[0, jj] = (nr * xr + ni * xi) * inv
             buf[1, jj] = (ni * xr - nr * xi) * inv
-            buf[2, jj] = d2
-        asr = lam1[4, i]
-        asi = lam1[5, i]
-        for j in range(nb):
-            if buf[2, j] < tau2:
-                buf[0, j], buf[1, j] = _k_near_one(L, asr + lam2[4, k0 + j], asi - lam2[5, k0 + j])
+            cnt += d2 < tau2
+    if cnt > 0:
+        _kblock_fix(mode, L, tau2, lam1, i, lam2, k0, nb, buf)
+
+
+@njit(cache=True, error_model="numpy")
+def _near_one(mode, L, wr, wi):
+    """Near-one kernel value from ``w = log lam1_i + conj(log lam2_k)`` (discrete time)."""
+    if mode == MODE_DISCRETE:
+        return _k_inf_near_one(wr, wi)
+    return _k_near_one(L, wr, wi)
+
+
+@njit(cache=True, error_model="numpy")
+def _kblock_fix(mode, L, tau2, lam1, i, lam2, k0, nb, buf):
+    """Replace the near-one entries of a block (same ``|1 - z|^2`` arithmetic as :func:`_kblock`)."""
+    ar = lam1[0, i]
+    ai = lam1[1, i]
+    for j in range(nb):
+        br = lam2[0, k0 + j]
+        bi = lam2[1, k0 + j]
+        xr = 1.0 - (ar * br + ai * bi)
+        xi = ar * bi - ai * br
+        if xr * xr + xi * xi < tau2:
+            buf[0, j], buf[1, j] = _near_one(mode, L, lam1[4, i] + lam2[4, k0 + j], lam1[5, i] - lam2[5, k0 + j])
 
 
 @njit(cache=True, fastmath=_REASSOC, error_model="numpy")
@@ -425,7 +474,11 @@ def _lanes_weight(U1, V1, i, U2, V2, k, s0, ns, buf):
 
 @njit(cache=True, error_model="numpy")
 def _lanes_kacc(mode, L, tau2, lam1, i, lam2, k, s0, ns, buf):
-    """``buf[7:9, :ns] += K_ik w_ik`` (``w`` from :func:`_lanes_weight`)."""
+    """``buf[7:9, :ns] += K_ik w_ik`` (``w`` from :func:`_lanes_weight`).
+
+    Near-one lanes (discrete time) are skipped in the vectorised loop and added by
+    :func:`_lanes_fix`.
+    """
     if mode == MODE_CONTINUOUS:
         for j in range(ns):
             jj = _u(j)
@@ -440,6 +493,7 @@ def _lanes_kacc(mode, L, tau2, lam1, i, lam2, k, s0, ns, buf):
             buf[7, jj] += kr * wr - ki * wi
             buf[8, jj] += kr * wi + ki * wr
         return
+    cnt = 0
     if mode == MODE_DISCRETE:
         for j in range(ns):
             jj = _u(j)
@@ -450,46 +504,67 @@ def _lanes_kacc(mode, L, tau2, lam1, i, lam2, k, s0, ns, buf):
             bi = lam2[1, k, s]
             xr = 1.0 - (ar * br + ai * bi)
             xi = ar * bi - ai * br
-            inv = 1.0 / (xr * xr + xi * xi)
+            d2 = xr * xr + xi * xi
+            inv = 1.0 / d2
             kr = xr * inv
             ki = -xi * inv
             wr = buf[3, jj]
             wi = buf[4, jj]
-            buf[7, jj] += kr * wr - ki * wi
-            buf[8, jj] += kr * wi + ki * wr
-        return
+            tr = kr * wr - ki * wi
+            ti = kr * wi + ki * wr
+            near = d2 < tau2
+            cnt += near
+            buf[7, jj] += 0.0 if near else tr
+            buf[8, jj] += 0.0 if near else ti
+    else:
+        for j in range(ns):
+            jj = _u(j)
+            s = _u(s0 + j)
+            ar = lam1[0, i, s]
+            ai = lam1[1, i, s]
+            br = lam2[0, k, s]
+            bi = lam2[1, k, s]
+            apr = lam1[2, i, s]
+            api = lam1[3, i, s]
+            pr = lam2[2, k, s]
+            pi_ = lam2[3, k, s]
+            xr = 1.0 - (ar * br + ai * bi)
+            xi = ar * bi - ai * br
+            d2 = xr * xr + xi * xi
+            nr = 1.0 - (apr * pr + api * pi_)
+            ni = apr * pi_ - api * pr
+            inv = 1.0 / d2
+            kr = (nr * xr + ni * xi) * inv
+            ki = (ni * xr - nr * xi) * inv
+            wr = buf[3, jj]
+            wi = buf[4, jj]
+            tr = kr * wr - ki * wi
+            ti = kr * wi + ki * wr
+            near = d2 < tau2
+            cnt += near
+            buf[7, jj] += 0.0 if near else tr
+            buf[8, jj] += 0.0 if near else ti
+    if cnt > 0:
+        _lanes_fix(mode, L, tau2, lam1, i, lam2, k, s0, ns, buf)
+
+
+@njit(cache=True, error_model="numpy")
+def _lanes_fix(mode, L, tau2, lam1, i, lam2, k, s0, ns, buf):
+    """Add the near-one lanes skipped by :func:`_lanes_kacc`."""
     for j in range(ns):
-        jj = _u(j)
-        s = _u(s0 + j)
+        s = s0 + j
         ar = lam1[0, i, s]
         ai = lam1[1, i, s]
         br = lam2[0, k, s]
         bi = lam2[1, k, s]
-        apr = lam1[2, i, s]
-        api = lam1[3, i, s]
-        pr = lam2[2, k, s]
-        pi_ = lam2[3, k, s]
         xr = 1.0 - (ar * br + ai * bi)
         xi = ar * bi - ai * br
-        d2 = xr * xr + xi * xi
-        nr = 1.0 - (apr * pr + api * pi_)
-        ni = apr * pi_ - api * pr
-        inv = 1.0 / d2
-        buf[0, jj] = (nr * xr + ni * xi) * inv
-        buf[1, jj] = (ni * xr - nr * xi) * inv
-        buf[2, jj] = d2
-    for j in range(ns):
-        if buf[2, j] < tau2:
-            s = s0 + j
-            buf[0, j], buf[1, j] = _k_near_one(L, lam1[4, i, s] + lam2[4, k, s], lam1[5, i, s] - lam2[5, k, s])
-    for j in range(ns):
-        jj = _u(j)
-        kr = buf[0, jj]
-        ki = buf[1, jj]
-        wr = buf[3, jj]
-        wi = buf[4, jj]
-        buf[7, jj] += kr * wr - ki * wi
-        buf[8, jj] += kr * wi + ki * wr
+        if xr * xr + xi * xi < tau2:
+            kr, ki = _near_one(mode, L, lam1[4, i, s] + lam2[4, k, s], lam1[5, i, s] - lam2[5, k, s])
+            wr = buf[3, j]
+            wi = buf[4, j]
+            buf[7, j] += kr * wr - ki * wi
+            buf[8, j] += kr * wi + ki * wr
 
 
 @njit(cache=True, error_model="numpy")

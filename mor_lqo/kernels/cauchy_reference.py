@@ -14,7 +14,10 @@ Kernel (``z = lam1_i conj(lam2_k)``)::
 
 For ``|1 - z| < NEAR_ONE_TAU`` the horizon quotient is evaluated as ``expm1(L w) / expm1(w)`` with
 ``w = log lam1_i + conj(log lam2_k)`` (imaginary part wrapped into ``(-pi, pi]``; ``L`` at ``w = 0``),
-because ``1 - z**L`` and ``1 - z`` rounded independently cancel catastrophically there.
+because ``1 - z**L`` and ``1 - z`` rounded independently cancel catastrophically there. Likewise the
+infinite-horizon discrete kernel is ``-1 / expm1(w)`` for ``|1 - z| < NEAR_ONE_TAU_INF``: the complex
+logarithm resolves ``log|lam|`` near the unit circle to full relative accuracy, while ``1 - z`` has an
+absolute rounding error ~eps.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import numpy as np
 
 #: Below this distance ``|1 - z|`` the finite-horizon kernel uses the expm1 form.
 NEAR_ONE_TAU = 0.1
+#: Below this distance ``|1 - z|`` the infinite-horizon discrete kernel uses ``-1 / expm1(w)``.
+NEAR_ONE_TAU_INF = 1e-3
 
 
 def _herm(x: np.ndarray) -> np.ndarray:
@@ -40,22 +45,28 @@ def cauchy_matrix_ref(lam1, lam2, discrete: bool, horizon: int | None = None) ->
             return -1.0 / (a + bc)
         z = a * bc
         x = 1.0 - z
+        d2 = x.real**2 + x.imag**2
         if horizon is None:
-            return 1.0 / x
+            K = 1.0 / x
+            near = d2 < NEAR_ONE_TAU_INF**2
+            if np.any(near):
+                K[near] = -1.0 / np.expm1(_log_sum(a, bc, near))
+            return K
         L = int(horizon)
         K = (1.0 - z**L) / x
-        near = (x.real**2 + x.imag**2) < NEAR_ONE_TAU**2
+        near = d2 < NEAR_ONE_TAU**2
         if np.any(near):
-            la = np.broadcast_to(np.log(a), near.shape)[near]
-            lb = np.broadcast_to(np.log(bc), near.shape)[near]
-            w = la + lb
-            wi = np.mod(w.imag + np.pi, 2.0 * np.pi) - np.pi  # into [-pi, pi)
-            w = w.real + 1j * wi
+            w = _log_sum(a, bc, near)
             tiny = np.abs(w.real) + np.abs(w.imag) < 1e-150
             w_safe = np.where(tiny, 1.0, w)
-            Kn = np.where(tiny, L, np.expm1(L * w_safe) / np.expm1(w_safe))
-            K[near] = Kn
+            K[near] = np.where(tiny, L, np.expm1(L * w_safe) / np.expm1(w_safe))
     return K
+
+
+def _log_sum(a: np.ndarray, bc: np.ndarray, near: np.ndarray) -> np.ndarray:
+    """``w = log a + log conj(b)`` at the entries ``near`` (imaginary part wrapped into [-pi, pi))."""
+    w = np.broadcast_to(np.log(a), near.shape)[near] + np.broadcast_to(np.log(bc), near.shape)[near]
+    return w.real + 1j * (np.mod(w.imag + np.pi, 2.0 * np.pi) - np.pi)
 
 
 def cross_gramian_ref(lam1, B1, lam2, B2, discrete: bool, horizon: int | None = None) -> np.ndarray:
