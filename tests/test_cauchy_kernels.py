@@ -17,7 +17,6 @@ from mor_lqo.errors import DTypeError, NonFiniteError, ShapeError
 from mor_lqo.kernels import cauchy_numba as cn
 from mor_lqo.kernels.cauchy import cauchy_inner, cauchy_matrix, cauchy_norm2, cross_gramian_diag
 from mor_lqo.kernels.cauchy_reference import (
-    NEAR_ONE_TAU,
     cauchy_inner_ref,
     cauchy_matrix_ref,
     cauchy_norm2_ref,
@@ -170,15 +169,16 @@ def test_kernel_modes_agree_on_kernel_paths():
     """Kronecker and two-dot factor forms give the same value (both are exercised by dispatch)."""
     from mor_lqo.kernels import cauchy as cmod
 
+    assert cmod._PAD == cn.PAD and cn.BLOCK % cn.PAD == 0
     rng = np.random.default_rng(3)
     lam, B, C = rand_system(rng, 50, 3, 3)
-    assert cmod._PAD == cn.PAD and cn.BLOCK % cn.PAD == 0
-    Lp = cmod._pack_lam(lam, True, None)
+    tau2 = cmod._tau2(None)
+    Lp = cmod._pack_lam(lam, True, None, cmod._log_radius(np.sqrt(tau2), lam))
     vals = []
     for kron in (True, False):
         U, V = cmod._pack_factors(B, C, kron)
-        vals.append(cn.norm2_single(cn.MODE_DISCRETE, 0, NEAR_ONE_TAU**2, Lp, U, V))
-        re, im = cn.inner_single(cn.MODE_DISCRETE, 0, NEAR_ONE_TAU**2, Lp, U, V, Lp, U, V)
+        vals.append(cn.norm2_single(cn.MODE_DISCRETE, 0, tau2, Lp, U, V))
+        re, im = cn.inner_single(cn.MODE_DISCRETE, 0, tau2, Lp, U, V, Lp, U, V)
         vals.append(re)
         assert abs(im) <= 1e-13 * re
     assert np.ptp(vals) <= 1e-13 * vals[0]
