@@ -335,6 +335,10 @@ def test_invalid_arguments():
     cplx_rom = LQOSystem(np.diag([-1.0 + 1j, -2.0]), np.ones((2, 2)), np.ones((2, 2)))
     with pytest.raises(ShapeError):
         tsia(sys, 2, init=cplx_rom)
+    unstable_rom = LQOSystem(np.diag([1.0, -2.0]), np.ones((2, 2)), np.ones((2, 2)))
+    for fn in (irka, tsia):
+        with pytest.raises(UnstableSystemError):
+            fn(sys, 2, init=unstable_rom)
 
 
 # ------------------------------------------------------------------ property-based

@@ -44,7 +44,7 @@ from scipy.optimize import linear_sum_assignment
 
 from .._validation import check_order
 from ..equations import Factor
-from ..errors import ShapeError
+from ..errors import ShapeError, UnstableSystemError
 from ..systems import LQOSystem
 from .result import ReductionResult  # noqa: F401  (return type)
 from .tsia import (
@@ -364,6 +364,16 @@ def irka(sys: LQOSystem, r: int, *, shifts=None, directions=None, tol: float = 1
         breaks down; ``converged`` is then False and the best stable iterate (by h2 error) is
         returned.
 
+    Raises
+    ------
+    OrderError
+        If ``r`` is invalid or an initial ROM has the wrong order.
+    UnstableSystemError
+        If ``sys`` or the initial ROM is unstable, or no iterate is stable.
+    ValueError, ShapeError
+        For shifts outside the admissible region, shifts/directions that are not conjugation-closed
+        for a real system, or arrays of the wrong shape.
+
     Notes
     -----
     **Unstable ROMs.** If an iterate has unstable poles, their shifts are reflected into the
@@ -413,7 +423,7 @@ def irka(sys: LQOSystem, r: int, *, shifts=None, directions=None, tol: float = 1
         else:
             rom, label = initial_rom(sys, r, init)
         if not rom.is_stable():
-            raise ValueError("the initial reduced model of IRKA must be asymptotically stable")
+            raise UnstableSystemError("the initial reduced model of IRKA must be asymptotically stable")
         rz, used = _next_realisation(rom, real)
         first_is_rom = True
 
