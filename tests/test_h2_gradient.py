@@ -496,6 +496,19 @@ def test_batch_mimo_continuous_and_init_tuple(rng):
     np.testing.assert_allclose(again.init_error, res.h2_error, rtol=1e-9)
 
 
+def test_batch_margin_and_init_validation(rng):
+    lam, B, C = _channels(rng, 6, n=8)
+    res = h2_gradient_batch(lam, B, C, 4, dt=1.0, margin=0.02)
+    assert np.abs(res.lam).max() <= 0.98 * (1 + 1e-14)
+    assert np.all(res.h2_error <= res.init_error * (1 + 1e-12))
+    with pytest.raises(ml.errors.ShapeError):
+        h2_gradient_batch(lam, B, C, 4, dt=1.0, init=(res.lam[:, :1], res.B, res.C))
+    with pytest.raises(UnstableSystemError):
+        h2_gradient_batch(lam, B, C, 4, dt=1.0, init=(2 * res.lam, res.B, res.C))
+    with pytest.raises(ValueError):
+        h2_gradient_batch(lam, B, C, 4, dt=1.0, init="bt")
+
+
 def test_batch_speed_1024_channels():
     """1024 S4D channels of real order 64 -> 2 in a few seconds (measured ~0.7 s on 2 shared cores)."""
     import time

@@ -1291,8 +1291,9 @@ def _bfgs_batch(fun, x0, lo, hi, gtol, ftol, maxiter, max_step=1.0):
     """Independent BFGS minimisations of N separable objectives, vectorised over the channels.
 
     ``fun(x (k, d), idx (k,)) -> (f (k,), g (k, d))`` for channels ``idx``. Per-channel Armijo
-    backtracking (cubic-safeguarded halving), bound clipping of the iterates, curvature-guarded BFGS
-    updates of a dense inverse Hessian per channel.
+    backtracking (safeguarded quadratic interpolation), steps capped at ``max_step`` per coordinate
+    (0.1 on the first, unscaled step), bound clipping of the iterates, curvature-guarded BFGS updates
+    of a dense inverse Hessian per channel. Only the channels still active are evaluated.
     """
     N, d = x0.shape
     x = np.clip(x0, lo, hi)
@@ -1491,10 +1492,23 @@ def h2_gradient_batch(lam, B, C, r: int, *, dt: float, scale: float = 2.0, init=
         except (TypeError, ValueError) as exc:
             raise ValueError("init must be 'modal' or a tuple (lam0, B0, C0)") from exc
         lam0 = as_float_or_complex(lam0, "lam0").astype(np.complex128)
-        B0 = as_float_or_complex(B0, "B0").astype(np.complex128).reshape(N, q, m)
-        C0 = as_float_or_complex(C0, "C0").astype(np.complex128).reshape(N, p, q)
-        if lam0.shape != (N, q):
-            raise ShapeError(f"lam0 must have shape ({N}, {q}), got {lam0.shape}")
+        B0 = as_float_or_complex(B0, "B0").astype(np.complex128)
+        C0 = as_float_or_complex(C0, "C0").astype(np.complex128)
+        if B0.ndim == 2:
+            B0 = B0[:, :, None]
+        if C0.ndim == 2:
+            C0 = C0[:, None, :]
+        if lam0.shape != (N, q) or B0.shape != (N, q, m) or C0.shape != (N, p, q):
+            raise ShapeError(f"init arrays must have shapes ({N}, {q}), ({N}, {q}, {m}), ({N}, {p}, {q}); "
+                             f"got {lam0.shape}, {B0.shape}, {C0.shape}")
+        if np.any((np.abs(lam0) if disc else lam0.real) >= (1.0 if disc else 0.0)):
+            raise UnstableSystemError("the initial modes must be stable")
+    if margin > 0:  # initial poles violating the margin are moved onto it
+        if disc:
+            rad = np.abs(lam0)
+            lam0 = np.where(rad > 1 - margin, lam0 * ((1 - margin) / np.maximum(rad, 1e-300)), lam0)
+        else:
+            lam0 = np.where(lam0.real > -margin, -margin + 1j * lam0.imag, lam0)
     neg = lam0.imag < 0  # store the member of each pair with Im >= 0 (same system)
     lam0 = np.where(neg, np.conj(lam0), lam0)
     B0 = np.where(neg[:, :, None], np.conj(B0), B0)
