@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 #: Below this distance ``|1 - z|`` the finite-horizon kernel uses the expm1 form.
-NEAR_ONE_TAU = 0.1
+NEAR_ONE_TAU = 0.02
 #: Below this distance ``|1 - z|`` the infinite-horizon discrete kernel uses ``-1 / expm1(w)``.
 NEAR_ONE_TAU_INF = 1e-3
 
