@@ -11,6 +11,11 @@ The data are generated locally by ``mnist1d.data.make_dataset`` (default argumen
 state-spaces/s4 ``example.py`` (SSM tensors: their own learning rate, no weight decay), mini-batches,
 the model of the *last* epoch is kept (the test split is never used for selection).
 
+Bundled configurations (the defaults below): S4D H = 64, 3 layers, d_state = 64 (32 stored modes per
+channel), upstream dt range [1e-3, 1e-1], 20 epochs; LQO H = 64, 2 layers, P = 64 complex modes, rank
+R = 2, one dt per layer from [1e-2, 1e-1], no activation, 20 epochs. Both: AdamW lr 1e-2 (SSM tensors
+1e-3), weight decay 1e-2, batch 64, dropout 0.1, seed 0, 1 torch thread.
+
 Afterwards the script loads the weights into the numpy model (:mod:`mor_lqo.deep.models`), checks that
 numpy and torch logits agree, and records configuration, seed, accuracies (torch and numpy), training
 time and parameter counts in ``models.json`` next to the weights (entry keyed by ``--model``). For the
@@ -51,7 +56,7 @@ DEFAULTS = {
         lr=0.01,
         ssm_lr=0.001,
         weight_decay=0.01,
-        epochs=30,
+        epochs=20,
         batch_size=64,
         dt_min=0.01,
         dt_max=0.1,
@@ -67,7 +72,7 @@ def parse_args(argv=None):
     p.add_argument("--models-json", default=None, help="JSON to update (default: models.json beside --out)")
     p.add_argument("--seed", type=int, default=0, help="torch / shuffling seed")
     p.add_argument("--data-seed", type=int, default=42, help="mnist1d generator seed (42 = the default dataset)")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1 reproduces the bundled runs)")
     p.add_argument("--max-minutes", type=float, default=10.0, help="stop after the epoch that passes this wall time")
     for k, v in {**DEFAULTS["s4d"], **DEFAULTS["lqo"]}.items():
         p.add_argument("--" + k.replace("_", "-"), type=type(v), default=None)
@@ -91,6 +96,8 @@ def build_model(args):
             prenorm=False,
             d_state=args.d_state,
             lr=args.ssm_lr,
+            dt_min=args.dt_min,
+            dt_max=args.dt_max,
         )
     return LQOModel(
         d_input=1,
@@ -101,6 +108,8 @@ def build_model(args):
         rank=args.rank,
         dropout=args.dropout,
         lr=args.ssm_lr,
+        dt_min=args.dt_min,
+        dt_max=args.dt_max,
     )
 
 

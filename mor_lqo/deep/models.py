@@ -639,8 +639,9 @@ class LQOModel(_DeepSSMBase):
             ux = _mm(x, U.reshape(-1, U.shape[-1]).T).reshape(*x.shape[:2], *U.shape[:2])  # (B, L, H, R)
             quad = np.sum(ux.real**2 + ux.imag**2, axis=-1)
         else:
-            Mx = np.einsum("hpq,blq->blhp", s["M"], x, optimize=True)
-            quad = np.einsum("blp,blhp->blh", np.conj(x), Mx, optimize=True).real
+            x2 = x.reshape(-1, x.shape[-1])  # (B*L, P); loop over outputs to keep memory O(B L P)
+            quad = np.stack([np.sum(np.conj(x2) * (x2 @ Mj.T), axis=-1).real for Mj in s["M"]], axis=-1)
+            quad = quad.reshape(*x.shape[:2], -1)
         y = lin + quad
         return (y, lin, quad) if return_parts else y
 
