@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m benchmarks.bench_irka [--r 10] [--repeats 3] [--tol 1e-6] [--threads 1|0]
+    python -m benchmarks.bench_irka [--r 10] [--repeats 3] [--tols 1e-4 1e-6] [--threads 1|0]
 
 Models (n = 1006, m = p = 1):
 
@@ -83,21 +83,22 @@ def _pymor():
     return LTIModel, IRKAReductor
 
 
-def bench_model(name: str, A, B, C, r: int, repeats: int, tol: float) -> dict:
-    """Time mor_lqo.irka and (if installed) pyMOR's IRKAReductor on one model."""
+def bench_model(name: str, A, B, C, r: int, repeats: int, tols=(1e-4, 1e-6)) -> dict:
+    """Time mor_lqo.irka and (if installed) pyMOR's IRKAReductor on one model, at each tol."""
     ref = LQOSystem(A, B, C)
-    t_tot, res = _min_time(lambda: irka(LQOSystem(A, B, C), r, tol=tol), repeats)
+    row = {"model": name, "tols": tols}
     cached = LQOSystem(A, B, C)
-    irka(cached, r, tol=tol)
-    t_it, res = _min_time(lambda: irka(cached, r, tol=tol), repeats)
-    row = {"model": name, "ours_total": t_tot, "ours_iter": t_it,
-           "ours_err": h2_error(ref, res.rom, relative=True), "ours_its": res.iterations,
-           "ours_conv": res.converged}
-    # our IRKA started from pyMOR's default initial data (logspace(-1, 1, r), ones)
-    t_p0, res0 = _min_time(lambda: irka(cached, r, tol=tol, shifts=np.logspace(-1, 1, r)),
-                           repeats)
-    row.update({"ours_pyinit_iter": t_p0, "ours_pyinit_err": h2_error(ref, res0.rom, relative=True),
-                "ours_pyinit_its": res0.iterations})
+    irka(cached, r)
+    for tol in tols:
+        t_tot, res = _min_time(lambda tol=tol: irka(LQOSystem(A, B, C), r, tol=tol), repeats)
+        t_it, res = _min_time(lambda tol=tol: irka(cached, r, tol=tol), repeats)
+        # started from pyMOR's default initial data (shifts logspace(-1, 1, r), directions ones)
+        t_p0, res0 = _min_time(
+            lambda tol=tol: irka(cached, r, tol=tol, shifts=np.logspace(-1, 1, r)), repeats)
+        row[("ours", tol)] = (t_tot, h2_error(ref, res.rom, relative=True), res.iterations)
+        row[("ours-cached", tol)] = (t_it, h2_error(ref, res.rom, relative=True), res.iterations)
+        row[("ours-pyinit", tol)] = (t_p0, h2_error(ref, res0.rom, relative=True),
+                                     res0.iterations)
     pm = _pymor()
     if pm is None:
         return row
@@ -115,30 +116,50 @@ def bench_model(name: str, A, B, C, r: int, repeats: int, tol: float) -> dict:
 
     # pyMOR on the dense model takes tens of seconds per run: one run is enough (ratio >> noise)
     py_repeats = repeats if name == "penzl" else 1
-    for ptol in (1e-4, tol):
-        t_py, (rom, rd) = _min_time(lambda ptol=ptol: red(ptol), py_repeats)
+    for tol in tols:
+        t_py, (rom, rd) = _min_time(lambda tol=tol: red(tol), py_repeats)
         E = None if rom.E.__class__.__name__ == "IdentityOperator" else rom.E.matrix
-        row[f"pymor_{ptol:g}"] = (t_py, _rel_err(ref, rom.A.matrix, rom.B.matrix, rom.C.matrix, E),
-                                  len(rd.conv_crit))
+        row[("pymor", tol)] = (t_py, _rel_err(ref, rom.A.matrix, rom.B.matrix, rom.C.matrix, E),
+                               len(rd.conv_crit))
     return row
 
 
-def run(r: int = 10, repeats: int = 3, tol: float = 1e-6) -> list[dict]:
+def run(r: int = 10, repeats: int = 3, tols=(1e-4, 1e-6)) -> list[dict]:
     A0, B0, C0 = penzl()
-    return [bench_model("penzl", A0, B0, C0, r, repeats, tol),
-            bench_model("penzl-rot", *rotated(A0, B0, C0), r, repeats, tol)]
+    return [bench_model("penzl", A0, B0, C0, r, repeats, tols),
+            bench_model("penzl-rot", *rotated(A0, B0, C0), r, repeats, tols)]
 
 
-def _line(row, label, t, err, its, ref):
-    ratio = f"{t / ref:10.3f}x" if ref else "        n/a"
-    print(f"{row['model']:10} {label:34} {t:9.3f} {err:14.6e} {its:4d} {ratio}")
+LABELS = {"ours": "mor_lqo irka (fresh system)", "ours-cached": "mor_lqo irka (Schur+norm cached)",
+          "ours-pyinit": "mor_lqo irka, pyMOR init (cached)", "pymor": "pyMOR IRKAReductor"}
+
+
+def print_table(rows, r, repeats, note):
+    print(f"IRKA, continuous, r = {r}; min of {repeats} runs; {note}")
+    hdr = (f"{'model':10} {'tol':>6} {'tool / setting':34} {'time [s]':>9} {'rel. H2 error':>14} "
+           f"{'its':>4} {'vs pyMOR':>9}")
+    print(hdr)
+    print("-" * len(hdr))
+    for row in rows:
+        for tol in row["tols"]:
+            ref = row.get(("pymor", tol), (None,))[0]
+            for key in ("ours", "ours-cached", "ours-pyinit", "pymor"):
+                if (key, tol) not in row:
+                    continue
+                t, err, its = row[(key, tol)]
+                ratio = f"{t / ref:8.3f}x" if ref else "      n/a"
+                print(f"{row['model']:10} {tol:6.0e} {LABELS[key]:34} {t:9.3f} {err:14.6e} "
+                      f"{its:4d} {ratio}")
+        if ("pymor", row["tols"][0]) not in row:
+            print(f"{row['model']:10} pyMOR not installed: comparison skipped")
+    print("vs pyMOR = time / pyMOR's time at the same tol (< 1: mor_lqo faster)")
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--r", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--tol", type=float, default=1e-6)
+    ap.add_argument("--tols", type=float, nargs="+", default=[1e-4, 1e-6])
     ap.add_argument("--threads", type=int, default=1, help="BLAS threads (0: leave unchanged)")
     args = ap.parse_args(argv)
     limit = contextlib.nullcontext()
@@ -152,27 +173,8 @@ def main(argv=None):
         except ImportError:
             note = "threadpoolctl missing: BLAS threads unchanged"
     with limit:
-        rows = run(args.r, args.repeats, args.tol)
-    print(f"IRKA, continuous, r = {args.r}, tol = {args.tol:g}; min of {args.repeats} runs; {note}")
-    hdr = (f"{'model':10} {'tool / setting':34} {'time [s]':>9} {'rel. H2 error':>14} "
-           f"{'its':>4} {'time ratio':>11}")
-    print(hdr)
-    print("-" * len(hdr))
-    for row in rows:
-        ref = row.get(f"pymor_{args.tol:g}", row.get("pymor_0.0001", (None,)))[0]
-        _line(row, "mor_lqo irka (fresh system)", row["ours_total"], row["ours_err"],
-              row["ours_its"], ref)
-        _line(row, "mor_lqo irka (Schur+norm cached)", row["ours_iter"], row["ours_err"],
-              row["ours_its"], ref)
-        _line(row, "mor_lqo irka, pyMOR init (cached)", row["ours_pyinit_iter"],
-              row["ours_pyinit_err"], row["ours_pyinit_its"], ref)
-        for key in ("pymor_0.0001", f"pymor_{args.tol:g}"):
-            if key in row:
-                t, err, its = row[key]
-                _line(row, f"pyMOR IRKAReductor tol={key[6:]}", t, err, its, ref)
-        if "pymor_0.0001" not in row:
-            print(f"{row['model']:10} pyMOR not installed: comparison skipped")
-    print("time ratio = time / pyMOR's time at the same tol (< 1: mor_lqo faster)")
+        rows = run(args.r, args.repeats, tuple(args.tols))
+    print_table(rows, args.r, args.repeats, note)
     return rows
 
 
