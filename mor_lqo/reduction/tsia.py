@@ -9,7 +9,12 @@ One iteration, starting from a reduced model :math:`(\hat A, \hat B, \hat C, \ha
 
 X and Y are n x r (Stein–)Sylvester solutions that reuse the full model's cached Schur factor
 (:func:`mor_lqo.gramians.schur_factor`), so an iteration costs O(n^2 r) (plus O(p n^2 r) for the
-quadratic terms) after the one-off O(n^3) factorisation. Fixed points satisfy the first-order
+quadratic terms) after the one-off O(n^3) factorisation. The iteration runs in the Schur
+coordinates of A (real Schur form for real continuous systems, complex Schur form for complex
+systems; the ROM is coordinate-free), which saves the n x n products with the Schur vectors in every
+step; real discrete systems (whose Stein solver needs the complex Schur form) and diagonal systems
+stay in their own coordinates, so real systems always get real bases and real ROMs. Conjugate-pair
+(Deep-SSM) systems are reduced through their exact real realisation. Fixed points satisfy the first-order
 h2-optimality conditions of §5 (checked by :func:`mor_lqo.reduction.optimality.h2_optimality_residuals`).
 
 The same machinery (:class:`_TwoSided`) drives :func:`mor_lqo.irka`: IRKA's shifted solves
