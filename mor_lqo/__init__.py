@@ -33,6 +33,8 @@ from .reduction import (
     ReductionResult,
     balanced_truncation,
     h2_gradient,
+    h2_optimality_residuals,
+    interpolation_residuals,
     irka,
     modal_truncation,
     reduce_batch,
@@ -71,5 +73,7 @@ __all__ = [
     "tsia",
     "h2_gradient",
     "reduce_batch",
+    "h2_optimality_residuals",
+    "interpolation_residuals",
     "__version__",
 ]

@@ -16,6 +16,15 @@ settings.register_profile(
 settings.register_profile("dev", max_examples=60, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+# The suite is many small dense solves: one BLAS thread avoids oversubscription on 2-core machines
+# (numba's own thread pool is unaffected).
+try:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(int(os.environ.get("MOR_LQO_TEST_BLAS_THREADS", "1")))
+except ImportError:  # pragma: no cover
+    pass
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 ADVECDIFF = SHARED / "data" / "AdvecDiff_n300.mat"
 

@@ -7,6 +7,7 @@ from .batch import reduce_batch
 from .gradient import h2_gradient
 from .irka import irka
 from .modal import modal_truncation
+from .optimality import h2_optimality_residuals, interpolation_residuals
 from .result import ReductionResult
 from .tsia import tsia
 
@@ -18,4 +19,6 @@ __all__ = [
     "tsia",
     "h2_gradient",
     "reduce_batch",
+    "h2_optimality_residuals",
+    "interpolation_residuals",
 ]
