@@ -141,6 +141,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     import contextlib
 
+    import slycot  # noqa: F401  (load its BLAS before limiting the thread pools)
+
     ctx = contextlib.nullcontext()
     try:
         from threadpoolctl import threadpool_info, threadpool_limits

@@ -445,7 +445,7 @@ def test_batch_equals_per_system_results():
     N = 8
     lam, B, C = _channels(rng, N)
     lam_c, B_c, C_c = lam.copy(), B.copy(), C.copy()
-    res = h2_gradient_batch(lam, B, C, 4, dt=1.0)
+    res = h2_gradient_batch(lam, B, C, 4, dt=1.0, init="modal")
     np.testing.assert_array_equal(lam, lam_c)  # inputs not modified
     np.testing.assert_array_equal(B, B_c)
     np.testing.assert_array_equal(C, C_c)
@@ -464,7 +464,7 @@ def test_batch_equals_per_system_results():
             modal = h2_gradient(sys, 4, init="modal", maxiter=0)
         assert res.init_error[i] == pytest.approx(modal.info["init_error"], rel=1e-9)
         # the vectorisation does not couple channels: a batch of one gives the same channel
-        one = h2_gradient_batch(lam[i:i + 1], B[i:i + 1], C[i:i + 1], 4, dt=1.0)
+        one = h2_gradient_batch(lam[i:i + 1], B[i:i + 1], C[i:i + 1], 4, dt=1.0, init="modal")
         assert one.h2_error[0] == pytest.approx(res.h2_error[i], rel=1e-9)
         np.testing.assert_allclose(one.lam[0], res.lam[i], rtol=1e-7)
         assert one.iterations[0] == res.iterations[i]
@@ -477,7 +477,38 @@ def test_batch_equals_per_system_results():
             assert single.info["grad_norm"] < 1e-6 and res.grad_norm[i] < 1e-6
     assert agree >= N - 2  # measured: 6-7 of 8 (12 of 12 with another seed)
     assert res.converged.mean() >= 0.9
+    # init="auto" (modal and greedy starts) is never worse than either start
+    auto = h2_gradient_batch(lam, B, C, 4, dt=1.0)
+    greedy = h2_gradient_batch(lam, B, C, 4, dt=1.0, init="greedy")
+    assert np.all(auto.h2_error <= np.minimum(res.h2_error, greedy.h2_error) * (1 + 1e-12))
+    assert np.all(auto.init_error <= res.init_error * (1 + 1e-12))
+    assert res.converged.mean() >= 0.9
     assert np.median(res.grad_norm) < 1e-7
+
+
+@pytest.mark.parametrize("m", [1, 2])
+def test_greedy_selection_brute_force(m, rng):
+    """Greedy modal selection == a brute-force loop over H2Objective values (q = 1, then q = 2)."""
+    from mor_lqo.reduction.gradient import _greedy_modes, _modes_of_rom
+
+    lam, B, C = _channels(rng, 1, n=10, m=m)
+    sys = ml.LQOSystem.conjugate_pairs(lam[0], B[0], C[0], dt=1.0)
+    picked = []
+    for q in (1, 2):
+        obj = H2Objective(sys, 2 * q)
+        vals = []
+        for j in range(10):
+            if j in picked:
+                vals.append(np.inf)
+                continue
+            idx = picked + [j]
+            rom = ml.LQOSystem.conjugate_pairs(lam[0][idx], B[0][idx], C[0][:, idx], dt=1.0)
+            vals.append(obj.value(obj._theta_from_modes(
+                _modes_of_rom(rom, obj.layout),
+                lift=0.5)))
+        picked.append(int(np.argmin(vals)))
+        g = _greedy_modes(sys, obj)
+        np.testing.assert_allclose(np.sort_complex(g.lam), np.sort_complex(lam[0][sorted(picked)]), rtol=1e-14)
 
 
 def test_batch_mimo_continuous_and_init_tuple(rng):
