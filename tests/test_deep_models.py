@@ -417,6 +417,27 @@ def test_torch_numpy_equal_random_init():
 
 
 @pytest.mark.torch
+def test_torch_full_m_layout_strict_reload():
+    """A dict with a full (indefinite) Hermitian ``ssm.M`` loads strictly into ``LQOModel(quad="M")``."""
+    torch = pytest.importorskip("torch")
+    from mor_lqo.deep import torch_models as tm
+
+    rng = np.random.default_rng(9)
+    sd = random_lqo_sd(rng, H=5, P=(6, 6), R=(2, 2))
+    for i in range(2):
+        del sd[f"layers.{i}.ssm.U"]
+        G = rng.standard_normal((5, 6, 6)) + 1j * rng.standard_normal((5, 6, 6))
+        M = (G + np.conj(np.swapaxes(G, 1, 2))) / 2  # Hermitian, indefinite
+        sd[f"layers.{i}.ssm.M"] = np.stack([M.real, M.imag], -1).astype(np.float32)
+    t = tm.LQOModel(1, 10, d_model=5, n_layers=2, n_modes=6, quad="M")
+    t.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()}, strict=True)
+    x = rng.standard_normal((4, 15)).astype(np.float32)
+    with torch.no_grad():
+        lt = t.eval()(torch.from_numpy(x)).double().numpy()
+    np.testing.assert_allclose(LQOModel.from_state_dict(sd).forward(x), lt, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.torch
 @pytest.mark.parametrize("name", sorted(BUNDLED_MODELS))
 def test_torch_numpy_equal_bundled_and_strict_reload(name):
     torch = pytest.importorskip("torch")

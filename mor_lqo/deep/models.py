@@ -49,8 +49,9 @@ with :math:`\Lambda = -e^{\text{log\_A\_real}} + i\,\text{A\_imag}`, :math:`\Del
 quadratic readout and the LayerNorm are its only nonlinearities,
 :math:`u \mapsto \mathrm{LN}(u + W_{\text{out}}\,y + b_{\text{out}})`. As an extension (not produced
 by training, useful for reduced models whose :math:`\hat M_j` is not given as a factor) a layer may
-store ``layers.{i}.ssm.M (H, P, P, 2)`` (Hermitian, view_as_real) instead of ``U``; the readout is
-then :math:`\mathrm{Re}(x^H M_j x)`.
+store ``layers.{i}.ssm.M (H, P, P, 2)`` (Hermitian, possibly indefinite, view_as_real) instead of
+``U``; the readout is then :math:`\mathrm{Re}(x^H M_j x)`, and the dict loads strictly into the torch
+``LQOModel(..., quad="M")``.
 
 Common interface: ``from_state_dict``, ``state_dict``, ``forward(x, return_layer_inputs=False)``,
 ``predict``, ``accuracy``, ``ssm_forward(i, u)`` (the SSM block of layer i alone),

@@ -175,6 +175,10 @@ class LQOSSM(nn.Module):
     (one Δ per layer; the default range [0.01, 0.1] suits L ≈ 40: with [0.001, 0.1] a layer may draw
     Δ ≈ 0.002, making all modes near-integrators with |Λ̄| ≈ 0.999 that train slowly),
     B ~ CN(0, 1/H), C ~ CN(0, 1/P)·c_scale, U ~ CN(0, 1/P)·u_scale, D ~ N(0, 1).
+
+    ``quad="M"`` stores the full Hermitian :math:`M_j` as ``M (H, P, P, 2)`` instead of the factor ``U``
+    (readout :math:`\mathrm{Re}(x^H \tfrac12(M_j + M_j^H) x)`, initialised at :math:`U_j^H U_j`). Not used for
+    training; it lets reduced state dicts whose :math:`\hat M_j` has no rank-R PSD factor load strictly.
     """
 
     def __init__(
@@ -187,6 +191,7 @@ class LQOSSM(nn.Module):
         c_scale: float = 1.0,
         u_scale: float = 1.0,
         lr=None,
+        quad: str = "U",
     ):
         super().__init__()
         H, P, R = d_model, n_modes, rank
@@ -199,7 +204,13 @@ class LQOSSM(nn.Module):
         U = torch.randn(H, R, P, dtype=torch.cfloat) * (u_scale / math.sqrt(P))
         self.B = nn.Parameter(torch.view_as_real(B))
         self.C = nn.Parameter(torch.view_as_real(C))
-        self.U = nn.Parameter(torch.view_as_real(U))
+        if quad == "U":
+            self.U = nn.Parameter(torch.view_as_real(U))
+        elif quad == "M":
+            self.M = nn.Parameter(torch.view_as_real(torch.einsum("hrp,hrq->hpq", U.conj(), U).contiguous()))
+        else:
+            raise ValueError(f"quad must be 'U' or 'M', got {quad!r}")
+        self.quad = quad
         self.D = nn.Parameter(torch.randn(H))
 
     def discrete(self):
@@ -225,10 +236,15 @@ class LQOSSM(nn.Module):
         """(B, L, H) -> (B, L, H); with ``return_parts`` also (linear incl. D u, quadratic)."""
         x = self.states(u)
         C = torch.view_as_complex(self.C)
-        U = torch.view_as_complex(self.U)
         lin = (x @ C.transpose(0, 1)).real + u * self.D
-        ux = (x @ U.reshape(-1, U.shape[-1]).transpose(0, 1)).reshape(*x.shape[:2], *U.shape[:2])
-        quad = (ux.real**2 + ux.imag**2).sum(-1)
+        if self.quad == "U":
+            U = torch.view_as_complex(self.U)
+            ux = (x @ U.reshape(-1, U.shape[-1]).transpose(0, 1)).reshape(*x.shape[:2], *U.shape[:2])
+            quad = (ux.real**2 + ux.imag**2).sum(-1)
+        else:
+            M = torch.view_as_complex(self.M)
+            M = 0.5 * (M + M.conj().transpose(-1, -2))
+            quad = torch.einsum("blp,hpq,blq->blh", x.conj(), M, x).real
         y = lin + quad
         return (y, lin, quad) if return_parts else y
 
