@@ -261,9 +261,11 @@ def test_complex_diagonal_system_against_dense_reference():
         np.testing.assert_allclose(res.hsv[:8], s[:8], rtol=1e-8)
 
 
+@pytest.mark.parametrize("lqo", [False, True])
 @pytest.mark.parametrize("scale", [2.0, 1.0])
 @pytest.mark.parametrize("discrete", [False, True])
-def test_conjugate_pairs_reduce_through_realify(scale, discrete):
+def test_conjugate_pairs_reduce_through_realify(scale, discrete, lqo):
+    """Closed-form Gramians of the 2n form mapped to [Re x; Im x] == dense Gramians of realify()."""
     rng = np.random.default_rng(9)
     n = 10
     if discrete:
@@ -273,12 +275,16 @@ def test_conjugate_pairs_reduce_through_realify(scale, discrete):
     B = rng.standard_normal((n, 2)) + 1j * rng.standard_normal((n, 2))
     C = rng.standard_normal((2, n)) + 1j * rng.standard_normal((2, n))
     D = rng.standard_normal((2, 2)) if discrete else None
-    sys = LQOSystem.conjugate_pairs(lam, B, C, D=D, dt=0.5 if discrete else 0.0, scale=scale)
+    M = None
+    if lqo:
+        M = rng.standard_normal((2, n, n)) + 1j * rng.standard_normal((2, n, n))
+        M = 0.1 * (M + np.conj(np.swapaxes(M, 1, 2)))
+    sys = LQOSystem.conjugate_pairs(lam, B, C, M=M, D=D, dt=0.5 if discrete else 0.0, scale=scale)
     real = sys.realify()
     for r in (2, 3, 6):
         a, b = balanced_truncation(sys, r), balanced_truncation(real, r)
         assert not a.rom.is_complex and a.info["realified"]
-        assert a.rom.order == r and a.rom.dt == sys.dt
+        assert a.rom.order == r and a.rom.dt == sys.dt and a.rom.has_quadratic == lqo
         np.testing.assert_allclose(a.hsv, b.hsv, rtol=1e-12, atol=1e-14 * b.hsv[0])
         assert a.h2_error == pytest.approx(b.h2_error, rel=1e-10)
         # the error is that of the real input-output map: independent evaluation on the 2n form
