@@ -106,12 +106,19 @@ def _expm1c(x, y):
 
 
 @njit(cache=True, error_model="numpy")
+def _wrap_pi(wi):
+    """``wi`` in (-2 pi, 2 pi] wrapped into (-pi, pi] (difference of two principal arguments)."""
+    if wi > math.pi:
+        return wi - _TWO_PI
+    if wi < -math.pi:
+        return wi + _TWO_PI
+    return wi
+
+
+@njit(cache=True, error_model="numpy")
 def _k_near_one(L, wr, wi):
     """``(1 - e^{Lw}) / (1 - e^{w})`` for small ``w = wr + i wi`` (imag wrapped to (-pi, pi])."""
-    if wi > math.pi:
-        wi -= _TWO_PI
-    elif wi < -math.pi:
-        wi += _TWO_PI
+    wi = _wrap_pi(wi)
     if abs(wr) + abs(wi) < 1e-150:
         return float(L), 0.0
     dr, di = _expm1c(wr, wi)
@@ -123,11 +130,7 @@ def _k_near_one(L, wr, wi):
 @njit(cache=True, error_model="numpy")
 def _k_inf_near_one(wr, wi):
     """``1 / (1 - e^{w})`` for small ``w = wr + i wi`` (imag wrapped to (-pi, pi])."""
-    if wi > math.pi:
-        wi -= _TWO_PI
-    elif wi < -math.pi:
-        wi += _TWO_PI
-    dr, di = _expm1c(wr, wi)
+    dr, di = _expm1c(wr, _wrap_pi(wi))
     inv = 1.0 / (dr * dr + di * di)
     return -dr * inv, di * inv
 
@@ -136,7 +139,8 @@ def _k_inf_near_one(wr, wi):
 def _k_diag(mode, L, tau2, ar, ai, pr, pi_, sr):
     """Real kernel value ``K_ii`` of a mode ``lam = ar + i ai`` with itself (Hermitian norms).
 
-    ``pr + i pi_ = lam**L`` and ``sr = Re log lam`` are only read in the finite-horizon mode.
+    ``pr + i pi_ = lam**L`` (finite horizon) and ``sr = Re log lam`` (discrete time, near the unit
+    circle) are only read where needed.
     """
     if mode == MODE_CONTINUOUS:
         return -1.0 / (2.0 * ar)
