@@ -313,6 +313,27 @@ def test_batch_bt_discrete_against_slycot():
         np.testing.assert_allclose(item.hsv[:8], hsv[:8], rtol=1e-8)
 
 
+def test_batch_bt_repeated_hankel_singular_values():
+    """Two identical decoupled copies (m = p = 2): every HSV is double; r = 4 keeps both copies."""
+    rng = np.random.default_rng(15)
+    lam, b, c = _half_pairs(3, rng, discrete=True)
+    lam2 = np.concatenate([lam, lam])
+    B = np.zeros((6, 2), complex)
+    C = np.zeros((2, 6), complex)
+    B[:3, 0], B[3:, 1] = b[:, 0], b[:, 0]
+    C[0, :3], C[1, 3:] = c[0], c[0]
+    sys = LQOSystem.conjugate_pairs(lam2, B, C, dt=1.0)
+    other = LQOSystem.conjugate_pairs(*_half_pairs(6, rng, discrete=True, m=2, p=2), dt=1.0)
+    res = reduce_batch([sys, other], 4)
+    single = balanced_truncation(sys, 4)
+    np.testing.assert_allclose(single.hsv[0:6:2], single.hsv[1:6:2], rtol=1e-10)
+    assert res[0].h2_error == pytest.approx(single.h2_error, rel=1e-8)
+    assert res[0].h2_error == pytest.approx(h2_error(sys, res[0].rom), rel=1e-8)
+    # the error of keeping both copies of the dominant pair is that of two single-copy truncations
+    one = balanced_truncation(LQOSystem.conjugate_pairs(lam, b, c, dt=1.0), 2)
+    assert res[0].h2_error == pytest.approx(np.sqrt(2) * one.h2_error, rel=1e-8)
+
+
 def test_batch_chunking_does_not_change_results(s4d, monkeypatch):
     many = s4d * 6  # 144 channels: more than one chunk when two cores are available
     monkeypatch.setattr(bm, "_nthreads", lambda N: 3)

@@ -44,7 +44,7 @@ from numba import njit
 from .._validation import check_order
 from ..errors import OrderError, ShapeError, UnstableSystemError
 from ..systems import LQOSystem
-from .balanced import HSVSplitWarning, UnstableROMWarning, balanced_truncation
+from .balanced import HSVSplitWarning, UnstableROMWarning, _single_threaded_blas, balanced_truncation
 from .modal import modal_truncation
 from .result import ReductionResult
 
@@ -54,27 +54,6 @@ _METHODS = {"bt": "bt", "balanced_truncation": "bt", "modal": "modal", "modal_tr
             "h2": "h2", "h2_gradient": "h2"}
 _COND_MAX = 1e8  # eigenvector condition above which a reduced channel is kept in real dense form
 _SPLIT_RTOL = 1e-8
-
-
-class _NoLimit:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _single_threaded_blas():
-    """Single-threaded BLAS/LAPACK for the many tiny matrices (threadpoolctl, if installed).
-
-    Threaded OpenBLAS on stacks of 64 x 64 matrices is pathological on busy machines (measured
-    ``eigh`` of 1024 x 64 x 64: 18.7 s threaded vs 0.9 s single-threaded under load).
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - optional dependency
-        return _NoLimit()
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 # --------------------------------------------------------------------------------------------- result
@@ -356,9 +335,10 @@ def _nb_bt_project(H, s, ZP, ZQ, lam, B, C, kappa, r):  # pragma: no cover - com
     Ah = np.zeros((N, r, r))
     Bh = np.zeros((N, r, m))
     Ch = np.zeros((N, p, r))
-    x0 = np.empty(d)
-    for j in range(d):
-        x0[j] = 1.0 + 0.5 * np.sin(1.0 + 3.7 * j)
+    x0 = np.empty((r, d))  # distinct generic start vectors: repeated sigma_i still span their space
+    for i in range(r):
+        for j in range(d):
+            x0[i, j] = 1.0 + 0.5 * np.sin(1.0 + 3.7 * j + 2.3 * i * (j + 1))
     Y = np.empty((d, r))
     AV = np.empty((d, r))
     Br = np.empty((d, m))
@@ -371,7 +351,7 @@ def _nb_bt_project(H, s, ZP, ZQ, lam, B, C, kappa, r):  # pragma: no cover - com
             Gs = G.copy()
             for j in range(d):
                 Gs[j, j] -= mu
-            x = x0.copy()
+            x = x0[i].copy()
             for _ in range(2):
                 x = np.linalg.solve(Gs, x)
                 x /= np.linalg.norm(x)
@@ -584,13 +564,13 @@ def _stack_pairs(systems: Sequence[LQOSystem]):
     n, m, p, disc = s0.half[0].shape[0], s0.m, s0.p, s0.is_discrete
     for s in systems:
         if (s.half is None or s.has_quadratic or s.half[0].shape[0] != n or s.m != m or s.p != p
-                or s.is_discrete != disc):
+                or s.is_discrete != disc or np.any(np.imag(s.D))):
             return None
     lam = np.stack([s.half[0] for s in systems])
     B = np.stack([s.half[1] for s in systems])
     C = np.stack([s.half[2] for s in systems])
     kappa = np.array([s.half[4] for s in systems], float)
-    D = np.stack([np.asarray(s.D) for s in systems])
+    D = np.stack([np.asarray(s.D).real for s in systems])
     return lam, B, C, kappa, D, disc
 
 
