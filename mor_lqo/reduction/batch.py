@@ -2,8 +2,10 @@ r"""Vectorised reduction of many small systems (e.g. the SISO channels of an S4D
 
 :func:`reduce_batch` reduces a list of systems. When they are conjugate-pair LTI systems of one
 shape (the Deep-SSM case: ``LQOSystem.conjugate_pairs`` with n stored modes each, real order 2n) the
-work is done for all channels at once with batched numpy kernels — no Python loop over channels
-except a cheap LAPACK ``?pstrf`` call per Gramian:
+work is done for all channels at once — fused numba kernels (``nogil``) per chunk of channels and
+batched numpy/LAPACK calls on stacked (N, 2n, 2n) arrays, on one thread per core (chunks of at
+least 64 channels), with single-threaded BLAS; no Python-level work per channel except building
+the returned objects:
 
 * **"bt"** — balanced truncation of the exact real realisation (state ``[Re x; Im x]``, the same
   system as ``sys.realify()``), Gramians from closed forms in half coordinates (lqo_math.md §8.4),
@@ -16,8 +18,9 @@ except a cheap LAPACK ``?pstrf`` call per Gramian:
       P_r = 1/2 [[Re(P + Pt), Im(Pt - P)], [Im(Pt + P), Re(P - Pt)]]
       Q_r = k^2/2 [[Re(Qh + Qt), Im(Qh - Qt)], [-Im(Qt + Qh), Re(Qh - Qt)]]
 
-  then batched square-root BT (pivoted-Cholesky factors, singular values of Z_P^T Z_Q, the r
-  dominant singular vectors by shifted inverse iteration + Rayleigh–Ritz, projection), and a batched
+  (``_realified_gramians`` is the numpy reference of the numba kernel), then batched square-root
+  BT (pivoted-Cholesky factors, singular values of Z_P^T Z_Q, the r dominant singular vectors by
+  shifted inverse iteration + Rayleigh–Ritz, projection), and a batched
   eigendecomposition of the (N, r, r) reduced matrices that rewrites every ROM with complex poles
   as a conjugate-pair system (``r/2`` stored modes, same ``scale``), ready for a halved layout.
 * **"modal"** — per-channel pair scores (the h2 norm of each real 2-state pair subsystem), top
@@ -481,7 +484,7 @@ def bt_pairs_batch(lam, B, C, r: int, *, discrete: bool, scale=2.0) -> dict:
                 f"r = {r} splits a repeated Hankel singular value in {split.size} channel(s) "
                 f"{split[:10].tolist()}; their reduced models are not unique",
                 HSVSplitWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
 
     # re-diagonalise the reduced real models
