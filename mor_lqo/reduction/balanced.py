@@ -256,7 +256,8 @@ def _balanced_truncation(sys: LQOSystem, r: int, return_projection: bool) -> Red
     P, Q = _realified_gramians(sys) if realified else (controllability_gramian(work),
                                                          _observability_gramian(work))
     ZP, ZQ = gramian_factor(P), gramian_factor(Q)
-    U, s, Yh = np.linalg.svd(ZP.conj().T @ ZQ, full_matrices=False)
+    with _single_threaded_blas(max(ZP.shape[1], ZQ.shape[1]) <= _SMALL):  # factors are often low rank
+        U, s, Yh = np.linalg.svd(ZP.conj().T @ ZQ, full_matrices=False)
     hsv = np.zeros(work.n)
     hsv[: min(s.size, work.n)] = s[: work.n]
     _check_hsv_gap(s, r, work.n)
