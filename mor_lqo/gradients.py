@@ -90,9 +90,9 @@ def h2_error_grad(sys: LQOSystem, rom: LQOSystem) -> H2Gradient:
     R = sys.C.conj().T @ rom.C
     Rt = rom.C.conj().T @ rom.C
     if sys.M is not None and rom.M is not None:
-        R = R + 2 * np.einsum("jab,bc,jcd->ad", sys.M, X, rom.M)
+        R = R + 2 * (sys.M @ X @ rom.M).sum(axis=0)
     if rom.M is not None:
-        Rt = Rt + 2 * np.einsum("jab,bc,jcd->ad", rom.M, Phat, rom.M)
+        Rt = Rt + 2 * (rom.M @ Phat @ rom.M).sum(axis=0)
     # Y: A^H Y + Y A^ - R = 0  (solver form: A^H Y + Y (A^^H)^H + (-R) = 0)
     Y = solve_factored(adjoint_factor(fa), adjoint_factor(fr), -R, disc)
     Qt = _hermitian(solve_factored(adjoint_factor(fr), adjoint_factor(fr), Rt, disc))
@@ -106,21 +106,21 @@ def h2_error_grad(sys: LQOSystem, rom: LQOSystem) -> H2Gradient:
     gC = 2 * (rom.C @ Phat - sys.C @ X)
     gM = None
     if rom.M is not None:
-        XMX = (np.einsum("an,jab,bk->jnk", X.conj(), sys.M, X) if sys.M is not None
+        XMX = (X.conj().T @ sys.M @ X if sys.M is not None
                else np.zeros_like(rom.M))
-        gM = 2 * (np.einsum("ab,jbc,cd->jad", Phat, rom.M, Phat) - XMX)
+        gM = 2 * (Phat @ rom.M @ Phat - XMX)
         gM = (gM + np.conj(np.swapaxes(gM, 1, 2))) / 2
 
     # J = ||S||^2 + ||S^||^2 - 2 <S, S^>, unclamped
     nf = h2_norm_parts(sys).total
-    nr_lin = float(np.real(np.einsum("pa,ab,pb->", rom.C, Phat, rom.C.conj())))
+    nr_lin = float(np.real(np.vdot(rom.C, rom.C @ Phat)))
     nr_quad = 0.0
     if rom.M is not None:
         PM = np.einsum("ab,jbc->jac", Phat, rom.M)
         nr_quad = float(np.real(np.einsum("jab,jba->", PM, PM)))
-    inner = float(np.real(np.einsum("pa,ab,pb->", sys.C, X, rom.C.conj())))
+    inner = float(np.real(np.vdot(rom.C, sys.C @ X)))
     if sys.M is not None and rom.M is not None:
-        inner += float(np.real(np.einsum("jab,bc,jcd,ad->", sys.M, X, rom.M, X.conj())))
+        inner += float(np.real(np.vdot(X, (sys.M @ X @ rom.M).sum(axis=0))))
     J = nf + nr_lin + nr_quad - 2 * inner
     if disc:
         Dh = rom.D

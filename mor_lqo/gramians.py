@@ -136,7 +136,7 @@ def quadratic_weight(sys: LQOSystem, P: np.ndarray | None = None) -> np.ndarray:
         return np.zeros((sys.n, sys.n), sys.dtype)
     if P is None:
         P = controllability_gramian(sys)
-    return np.einsum("jab,bc,jcd->ad", sys.M, P, sys.M)
+    return (sys.M @ P @ sys.M).sum(axis=0)
 
 
 def observability_gramian(sys: LQOSystem) -> np.ndarray:

@@ -69,7 +69,7 @@ def _lin_inner_diag(s1: LQOSystem, s2: LQOSystem) -> float:
         val = cauchy_inner(s1.lam, s1.B, s1.C, s2.lam, s2.B, s2.C, s1.is_discrete)
         return float(np.real(val))
     X = cross_gramian(s1, s2)  # pragma: no cover
-    return float(np.real(np.einsum("pa,ab,pb->", s1.C, X, s2.C.conj())))  # pragma: no cover
+    return float(np.real(np.vdot(s2.C, s1.C @ X)))  # pragma: no cover
 
 
 def h2_norm_parts(sys: LQOSystem) -> H2Parts:
@@ -85,7 +85,7 @@ def h2_norm_parts(sys: LQOSystem) -> H2Parts:
         else:
             Pt, f = controllability_gramian_schur(sys)
             Ct = sys.C if f.is_diagonal else sys.C @ f.U
-            lin = float(np.real(np.einsum("pa,ab,pb->", Ct, Pt, Ct.conj())))
+            lin = float(np.real(np.vdot(Ct, Ct @ Pt)))
         quad = 0.0
         if sys.M is not None:
             P = controllability_gramian(sys)
@@ -124,10 +124,10 @@ def h2_inner_parts(sys1: LQOSystem, sys2: LQOSystem) -> H2Parts:
         lin, quad = _lin_inner_diag(sys1, sys2), 0.0
     else:
         X = cross_gramian(sys1, sys2)
-        lin = float(np.real(np.einsum("pa,ab,pb->", sys1.C, X, sys2.C.conj())))
+        lin = float(np.real(np.vdot(sys2.C, sys1.C @ X)))
         quad = 0.0
         if sys1.M is not None and sys2.M is not None:
-            quad = float(np.real(np.einsum("jab,bc,jcd,ad->", sys1.M, X, sys2.M, X.conj())))
+            quad = float(np.real(np.vdot(X, (sys1.M @ X @ sys2.M).sum(axis=0))))
     if sys1.is_discrete:
         lin += _feedthrough_terms(sys1, sys2)
     return H2Parts(lin, quad)

@@ -374,7 +374,7 @@ class LQOSystem:
             t = np.asarray(L, dtype=float).ravel()
             if self.is_diagonal:
                 E = np.exp(np.multiply.outer(t, self._lam))  # (T, n)
-                h = np.einsum("pn,tn,nm->tpm", self._C, E, self._B)
+                h = np.einsum("pn,tn,nm->tpm", self._C, E, self._B, optimize=True)
             else:
                 h = np.stack([self._C @ sla.expm(self.A * ti) @ self._B for ti in t])
             return self._real_if(h, True)
@@ -407,14 +407,14 @@ class LQOSystem:
         if self._M is None:
             return np.zeros((L, L, self.p, self.m, self.m))
         X = self._state_powers_b(int(L))  # (L, n, m)
-        h = np.einsum("ian,jab,kbc->ikjnc", X.conj(), self._M, X)
+        h = np.einsum("ian,jab,kbc->ikjnc", X.conj(), self._M, X, optimize=True)
         return self._real_if(h, True)
 
     def output(self, x: np.ndarray, u: np.ndarray) -> np.ndarray:
         r"""Output map for states ``x`` (T, n) and inputs ``u`` (T, m): :math:`Cx + x^H M x + Du`."""
         y = x @ self._C.T + u @ self._D.T
         if self._M is not None:
-            y = y + np.einsum("ta,jab,tb->tj", x.conj(), self._M, x)
+            y = y + np.einsum("jtb,tb->tj", x.conj() @ self._M, x)
         return y
 
     def simulate(self, u, t=None, convention: str | None = None) -> np.ndarray:
@@ -510,7 +510,7 @@ class LQOSystem:
         Ar = sla.lu_solve(lu, W.conj().T @ AV)
         Br = sla.lu_solve(lu, W.conj().T @ self._B)
         Cr = self._C @ V
-        Mr = None if self._M is None else np.einsum("na,jnk,kb->jab", V.conj(), self._M, V)
+        Mr = None if self._M is None else V.conj().T @ self._M @ V
         if Mr is not None and not np.iscomplexobj(Mr):
             Mr = (Mr + np.swapaxes(Mr, 1, 2)) / 2
         elif Mr is not None:
@@ -556,7 +556,7 @@ class LQOSystem:
         lu = sla.lu_factor(T)
         A = sla.lu_solve(lu, self.A @ T)
         B = sla.lu_solve(lu, self._B)
-        M = None if self._M is None else np.einsum("na,jnk,kb->jab", T.conj(), self._M, T)
+        M = None if self._M is None else T.conj().T @ self._M @ T
         if M is not None:
             M = (M + np.conj(np.swapaxes(M, 1, 2))) / 2
         return LQOSystem._make(A=A, B=B, C=self._C @ T, M=M, D=self._D, dt=self._dt,
