@@ -1,0 +1,365 @@
+"""Tests of the output-error bound (mor_lqo.deep.bound, docs/bound.md).
+
+Independent checks: brute-force kernels and simulations for the block h2 errors and the single-block
+inequality (lqo_math.md §10.2), dense-grid Lipschitz constants, and measured ≤ bound for random
+models, random compressions and random inputs (hypothesis), a-priori and a-posteriori, and on the
+bundled model with the bundled MNIST-1D test split.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mor_lqo.deep import LQOModel, S4DModel
+from mor_lqo.deep.bound import (
+    GELU_LIPSCHITZ,
+    SIGMOID_LIPSCHITZ,
+    BoundEvaluator,
+    _ln_step,
+    layer_h2_errors,
+    lqo_block_h2_errors,
+    lqo_markov,
+    measured_output_error,
+    output_error_bound,
+    s4d_kernels,
+)
+from mor_lqo.deep.models import gelu, layer_norm
+from mor_lqo.errors import LayoutError, ShapeError
+from mor_lqo.systems import LQOSystem
+
+# absolute slack for measured <= bound: both sides are float64 forward passes of O(1..100) logits
+ROUND = 1e-9
+
+
+# ---------------------------------------------------------------------------------------------
+# random models and compressions
+# ---------------------------------------------------------------------------------------------
+def s4d_sd(rng, H=6, M=(5, 4), d_in=1, n_out=5, decay=None):
+    f = np.float32
+    sd = {
+        "encoder.weight": rng.standard_normal((H, d_in)).astype(f),
+        "encoder.bias": rng.standard_normal(H).astype(f),
+        "decoder.weight": rng.standard_normal((n_out, H)).astype(f),
+        "decoder.bias": rng.standard_normal(n_out).astype(f),
+    }
+    for i, m in enumerate(M):
+        p = f"s4_layers.{i}."
+        C = rng.standard_normal((H, m, 2))
+        if decay is not None:
+            C *= (decay ** np.arange(m))[None, :, None]
+        sd[p + "D"] = rng.standard_normal(H).astype(f)
+        sd[p + "kernel.C"] = C.astype(f)
+        sd[p + "kernel.log_dt"] = rng.uniform(np.log(1e-3), np.log(0.3), H).astype(f)
+        sd[p + "kernel.log_A_real"] = rng.uniform(-2, 1, (H, m)).astype(f)
+        sd[p + "kernel.A_imag"] = rng.uniform(-10, 10, (H, m)).astype(f)
+        sd[p + "output_linear.0.weight"] = (rng.standard_normal((2 * H, H, 1)) / np.sqrt(H)).astype(f)
+        sd[p + "output_linear.0.bias"] = rng.standard_normal(2 * H).astype(f)
+        sd[f"norms.{i}.weight"] = (1 + 0.1 * rng.standard_normal(H)).astype(f)
+        sd[f"norms.{i}.bias"] = (0.1 * rng.standard_normal(H)).astype(f)
+    return sd
+
+
+def lqo_sd(rng, H=5, P=(6, 4), R=(2, 1), d_in=1, n_out=5):
+    f = np.float32
+    sd = {
+        "encoder.weight": rng.standard_normal((H, d_in)).astype(f),
+        "encoder.bias": rng.standard_normal(H).astype(f),
+        "decoder.weight": rng.standard_normal((n_out, H)).astype(f),
+        "decoder.bias": rng.standard_normal(n_out).astype(f),
+    }
+    for i, (p_, r_) in enumerate(zip(P, R)):
+        p = f"layers.{i}.ssm."
+        sd[p + "log_A_real"] = rng.uniform(-2, 1, p_).astype(f)
+        sd[p + "A_imag"] = rng.uniform(-10, 10, p_).astype(f)
+        sd[p + "log_dt"] = rng.uniform(np.log(1e-2), np.log(0.5), 1).astype(f)
+        sd[p + "B"] = rng.standard_normal((p_, H, 2)).astype(f)
+        sd[p + "C"] = rng.standard_normal((H, p_, 2)).astype(f)
+        sd[p + "U"] = (0.5 * rng.standard_normal((H, r_, p_, 2))).astype(f)
+        sd[p + "D"] = rng.standard_normal(H).astype(f)
+        q = f"layers.{i}."
+        sd[q + "out.weight"] = (rng.standard_normal((H, H)) / np.sqrt(H)).astype(f)
+        sd[q + "out.bias"] = rng.standard_normal(H).astype(f)
+        sd[q + "norm.weight"] = (1 + 0.1 * rng.standard_normal(H)).astype(f)
+        sd[q + "norm.bias"] = (0.1 * rng.standard_normal(H)).astype(f)
+    return sd
+
+
+def truncate_s4d(sd, keep, perturb=0.0, rng=None):
+    """Keep the first keep[i] modes of layer i (and optionally perturb the kept C)."""
+    out = dict(sd)
+    for i, k in enumerate(keep):
+        p = f"s4_layers.{i}.kernel."
+        for n in ("C", "log_A_real", "A_imag"):
+            out[p + n] = sd[p + n][:, :k].copy()
+        if perturb:
+            out[p + "C"] = (out[p + "C"] * (1 + perturb * rng.standard_normal(out[p + "C"].shape))).astype(np.float32)
+    return out
+
+
+def truncate_lqo(sd, keep, perturb=0.0, rng=None):
+    out = dict(sd)
+    for i, k in enumerate(keep):
+        p = f"layers.{i}.ssm."
+        for n in ("log_A_real", "A_imag"):
+            out[p + n] = sd[p + n][:k].copy()
+        out[p + "B"] = sd[p + "B"][:k].copy()
+        out[p + "C"] = sd[p + "C"][:, :k].copy()
+        out[p + "U"] = sd[p + "U"][:, :, :k].copy()
+        if perturb:
+            for n in ("C", "U"):
+                out[p + n] = (out[p + n] * (1 + perturb * rng.standard_normal(out[p + n].shape))).astype(np.float32)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# constants
+# ---------------------------------------------------------------------------------------------
+def test_gelu_lipschitz_matches_dense_grid():
+    x = np.linspace(-8, 8, 400001)
+    dgelu = np.gradient(gelu(x), x)
+    assert abs(np.max(np.abs(dgelu)) - GELU_LIPSCHITZ) < 1e-8
+    assert abs(x[np.argmax(dgelu)] - math.sqrt(2)) < 1e-3
+    # closed form Phi(sqrt2) + sqrt2 phi(sqrt2)
+    phi = math.exp(-1) / math.sqrt(2 * math.pi)
+    assert GELU_LIPSCHITZ == pytest.approx(0.5 * (1 + math.erf(1)) + math.sqrt(2) * phi, rel=1e-15)
+    s = 1 / (1 + np.exp(-x))
+    assert np.max(np.gradient(s, x)) == pytest.approx(SIGMOID_LIPSCHITZ, rel=1e-8)
+
+
+@given(seed=st.integers(0, 10_000), H=st.integers(2, 12), scale=st.floats(1e-3, 3.0))
+@settings(max_examples=30, deadline=None)
+def test_layernorm_local_lipschitz(seed, H, scale):
+    """||LN(x) - LN(x^)|| <= LN step of the bound, with the std of x and ||x - x^|| only."""
+    rng = np.random.default_rng(seed)
+    g, b = rng.standard_normal(H), rng.standard_normal(H)
+    x = rng.standard_normal(H) * rng.uniform(0.01, 3)
+    xh = x + scale * rng.standard_normal(H)
+    rho = np.linalg.norm(x - xh)
+    y = layer_norm(x, g, b)
+    cap = np.linalg.norm(y - b) + np.max(np.abs(g)) * math.sqrt(H)
+    bound = _ln_step(np.array(rho), np.array(np.std(x)), np.array(cap), np.max(np.abs(g)), H, 1e-5)
+    assert np.linalg.norm(y - layer_norm(xh, g, b)) <= bound * (1 + 1e-12) + 1e-14
+
+
+@given(seed=st.integers(0, 10_000), H=st.integers(1, 8))
+@settings(max_examples=30, deadline=None)
+def test_glu_inequality(seed, H):
+    """|a s(b) - a^ s(b^)| <= |a - a^| + |a| |b - b^| / 4 elementwise (original a only)."""
+    rng = np.random.default_rng(seed)
+    a, b = 3 * rng.standard_normal(H), 3 * rng.standard_normal(H)
+    ah, bh = a + rng.standard_normal(H), b + 2 * rng.standard_normal(H)
+
+    def sig(z):
+        return 1 / (1 + np.exp(-z))
+
+    lhs = np.abs(a * sig(b) - ah * sig(bh))
+    assert np.all(lhs <= np.abs(a - ah) + np.abs(a) * np.abs(b - bh) / 4 + 1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# block h2 errors against brute force
+# ---------------------------------------------------------------------------------------------
+def _lqo_params(rng, H=3, P=4, R=2, scale=1.0):
+    lam = np.exp(rng.uniform(-1.0, -0.05, P) + 1j * rng.uniform(-2, 2, P))
+    B = rng.standard_normal((P, H)) + 1j * rng.standard_normal((P, H))
+    C = rng.standard_normal((H, P)) + 1j * rng.standard_normal((H, P))
+    U = scale * (rng.standard_normal((H, R, P)) + 1j * rng.standard_normal((H, R, P)))
+    M = np.einsum("hrp,hrq->hpq", U.conj(), U)
+    return {"Lambda_bar": lam, "B_bar": B, "C": C, "D": rng.standard_normal(H), "M": M, "kappa": 1.0}
+
+
+def _subset(p, idx):
+    return {"Lambda_bar": p["Lambda_bar"][idx], "B_bar": p["B_bar"][idx], "C": p["C"][:, idx], "D": p["D"],
+            "M": p["M"][:, idx][:, :, idx], "kappa": p["kappa"]}
+
+
+def _system(p):
+    return LQOSystem.conjugate_pairs(p["Lambda_bar"], p["B_bar"], p["C"], M=p["M"], D=np.diag(p["D"]), dt=1.0,
+                                     scale=p["kappa"])
+
+
+@pytest.mark.parametrize("L", [1, 5, 17])
+def test_lqo_block_errors_brute_force(rng, L):
+    full = _lqo_params(rng)
+    red = _subset(full, [0, 2])
+    red["C"] = red["C"] * 1.1
+    lin, quad = lqo_block_h2_errors(full, red, L)
+    sf, sr = _system(full), _system(red)
+    h1 = sf.impulse_response(L) - sr.impulse_response(L)
+    assert np.allclose(lin, np.sqrt(np.cumsum(np.sum(h1**2, axis=(1, 2)))), rtol=1e-12, atol=1e-12)
+    # independent route: the quadratic kernels of the conjugate-pair systems, lag by lag
+    h2 = sf.quadratic_kernel(L) - sr.quadratic_kernel(L)
+    assert quad == pytest.approx(np.linalg.norm(h2), rel=1e-8, abs=1e-10)
+    # markov parameters include D at lag 0
+    assert np.allclose(lqo_markov(full, L), sf.impulse_response(L), rtol=1e-12, atol=1e-12)
+    assert lqo_block_h2_errors(full, full, L)[1] == 0.0
+
+
+def test_s4d_kernels_match_model(rng):
+    m = S4DModel.from_state_dict(s4d_sd(rng))
+    for i in range(m.n_layers):
+        K = m.kernel(i, 33)
+        K[:, 0] += m.ssm_params(i)["D"]
+        assert np.allclose(s4d_kernels(m.ssm_params(i), 33), K, rtol=1e-10, atol=1e-12)
+
+
+@given(seed=st.integers(0, 10_000), H=st.integers(1, 4), P=st.integers(2, 5), L=st.integers(2, 24),
+       scale=st.floats(0.05, 5.0))
+@settings(max_examples=30, deadline=None)
+def test_single_block_inequality(seed, H, P, L, scale):
+    """lqo_math.md §10.2: |y_k - y^_k| <= ||h1 - h1^||_{k+1} ||u_0..k|| + ||h2 - h2^||_L ||u_0..k||^2."""
+    rng = np.random.default_rng(seed)
+    full = _lqo_params(rng, H=H, P=P)
+    keep = np.sort(rng.choice(P, size=rng.integers(1, P), replace=False))
+    red = _subset(full, keep)
+    red["M"] = red["M"] * rng.uniform(0.5, 1.5)
+    lin, quad = lqo_block_h2_errors(full, red, L)
+    u = scale * rng.standard_normal((L, H))
+    y, yh = _system(full).simulate(u), _system(red).simulate(u)
+    un = np.sqrt(np.cumsum(np.sum(u * u, axis=1)))
+    err = np.linalg.norm(y - yh, axis=1)
+    rhs = lin * un + quad * un**2
+    assert np.all(err <= rhs * (1 + 1e-9) + 1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# the network bound
+# ---------------------------------------------------------------------------------------------
+@given(seed=st.integers(0, 10_000), H=st.integers(2, 6), L=st.integers(3, 24),
+       k0=st.integers(1, 4), k1=st.integers(1, 3), perturb=st.sampled_from([0.0, 0.05, 1.0]),
+       xscale=st.floats(0.01, 10.0))
+@settings(max_examples=25, deadline=None)
+def test_s4d_bound_dominates_measured(seed, H, L, k0, k1, perturb, xscale):
+    rng = np.random.default_rng(seed)
+    sd = s4d_sd(rng, H=H, M=(4, 3))
+    m = S4DModel.from_state_dict(sd)
+    mc = S4DModel.from_state_dict(truncate_s4d(sd, (k0, k1), perturb, rng))
+    x = xscale * rng.standard_normal((7, L))
+    res = output_error_bound(m, mc, inputs=x)
+    assert res.measured.shape == res.per_sample.shape == (7,)
+    assert np.all(res.measured <= res.per_sample + ROUND)
+    assert res.value == pytest.approx(np.max(res.per_sample))
+    assert sum(lb.share for lb in res.layers) == pytest.approx(1.0) or res.value == 0
+    # a-priori bound for every input of at most this norm
+    nu = float(np.max(np.linalg.norm(x, axis=1)))
+    pri = output_error_bound(m, mc, input_norm=nu, length=L)
+    assert pri.kind == "a-priori" and pri.per_sample is None
+    assert np.max(res.measured) <= pri.value + ROUND
+
+
+@given(seed=st.integers(0, 10_000), H=st.integers(2, 5), L=st.integers(3, 20),
+       k0=st.integers(1, 5), k1=st.integers(1, 3), perturb=st.sampled_from([0.0, 0.1, 1.0]),
+       xscale=st.floats(0.01, 3.0))
+@settings(max_examples=25, deadline=None)
+def test_lqo_bound_dominates_measured(seed, H, L, k0, k1, perturb, xscale):
+    rng = np.random.default_rng(seed)
+    sd = lqo_sd(rng, H=H, P=(5, 3), R=(2, 1))
+    m = LQOModel.from_state_dict(sd)
+    mc = LQOModel.from_state_dict(truncate_lqo(sd, (k0, k1), perturb, rng))
+    x = xscale * rng.standard_normal((6, L))
+    res = output_error_bound(m, mc, inputs=x)
+    assert np.all(res.measured <= res.per_sample + ROUND)
+    nu = float(np.max(np.linalg.norm(x, axis=1)))
+    pri = output_error_bound(m, mc, input_norm=nu, length=L)
+    assert np.max(res.measured) <= pri.value + ROUND
+
+
+def test_bound_zero_at_full_order_and_tightens(rng):
+    """Nested truncations with geometrically decaying residues: the bound decreases to exactly 0."""
+    sd = s4d_sd(rng, H=8, M=(6, 6), decay=0.3)
+    for i in range(2):
+        sd[f"s4_layers.{i}.kernel.log_dt"] = np.full(8, np.log(0.05), np.float32)
+    m = S4DModel.from_state_dict(sd)
+    x = rng.standard_normal((40, 30))
+    values, measured = [], []
+    for k in (1, 2, 3, 4, 5, 6):
+        res = output_error_bound(m, S4DModel.from_state_dict(truncate_s4d(sd, (k, k))), inputs=x)
+        values.append(res.value)
+        measured.append(res.measured_max)
+        assert np.all(res.measured <= res.per_sample + ROUND)
+    assert values[-1] == 0.0 and measured[-1] == 0.0
+    assert all(a >= b for a, b in zip(values, values[1:]))
+    assert values[-2] < 0.5 * values[0]
+    # first-order (linearised) form: finite, positive, and scales linearly with the errors
+    ev = BoundEvaluator(m, inputs=x)
+    mc = S4DModel.from_state_dict(truncate_s4d(sd, (5, 5)))
+    terms = [ev.layer_terms(i, mc.ssm_params(i)) for i in range(2)]
+    lin = np.max(ev.propagate(terms, linear=True))
+    assert np.isfinite(lin) and lin > 0
+
+
+def test_shallow_layer_weighs_more(rng):
+    """The same relative error costs more in layer 0 than in the last layer (more factors after it)."""
+    sd = s4d_sd(rng, H=8, M=(6, 6), decay=0.3)
+    m = S4DModel.from_state_dict(sd)
+    x = rng.standard_normal((20, 30))
+    res = output_error_bound(m, S4DModel.from_state_dict(truncate_s4d(sd, (5, 5))), inputs=x)
+    assert res.layers[0].weight > res.layers[1].weight > 0
+
+
+def test_layer_h2_errors_consistent(rng):
+    sd = s4d_sd(rng)
+    m = S4DModel.from_state_dict(sd)
+    mc = S4DModel.from_state_dict(truncate_s4d(sd, (3, 2)))
+    errs = layer_h2_errors(m, mc, 25)
+    res = output_error_bound(m, mc, inputs=rng.standard_normal((3, 25)))
+    for e, lb in zip(errs, res.layers):
+        assert lb.h2_error == pytest.approx(e["h2_error"], rel=1e-12)
+        assert np.allclose(lb.channel_errors, e["channel_errors"], rtol=1e-12)
+    # independent: the finite-horizon h2 error of each channel from the Cauchy closed form
+    from mor_lqo.kernels.cauchy import cauchy_norm2
+
+    p0, p1 = m.ssm_params(0), mc.ssm_params(0)
+    lam = np.concatenate([p0["Lambda_bar"], p1["Lambda_bar"]], axis=1)
+    cb = np.concatenate([p0["C"] * p0["B_bar"], -p1["C"] * p1["B_bar"]], axis=1)
+    lf = np.concatenate([lam, lam.conj()], axis=1)
+    Bf = np.ones(lf.shape + (1,))
+    Cf = np.concatenate([cb, cb.conj()], axis=1)[:, None, :]
+    e2 = np.asarray(cauchy_norm2(lf, Bf, Cf, True, horizon=25))
+    assert np.allclose(np.sqrt(e2), errs[0]["channel_errors"], rtol=1e-6)
+
+
+def test_bound_errors(rng):
+    sd = s4d_sd(rng)
+    m = S4DModel.from_state_dict(sd)
+    other = dict(sd)
+    other["decoder.bias"] = sd["decoder.bias"] + 1
+    with pytest.raises(LayoutError, match="outside the SSM"):
+        output_error_bound(m, S4DModel.from_state_dict(other), inputs=np.zeros((1, 5)))
+    with pytest.raises(ValueError, match="exactly one"):
+        output_error_bound(m, m, inputs=np.zeros((1, 5)), input_norm=1.0)
+    with pytest.raises(ValueError, match="length"):
+        output_error_bound(m, m, input_norm=1.0)
+    with pytest.raises(ShapeError):
+        output_error_bound(m, m, input_norm=1.0, length=0)
+    with pytest.raises(LayoutError):
+        output_error_bound(m, LQOModel.from_state_dict(lqo_sd(rng)), inputs=np.zeros((1, 5)))
+    with pytest.raises(TypeError):
+        output_error_bound(sd, m, inputs=np.zeros((1, 5)))
+    assert np.all(measured_output_error(m, m, rng.standard_normal((3, 5))) == 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# real data
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name,keep", [("s4d", 4), ("lqo", 48)])
+def test_bound_on_bundled_model_and_data(name, keep):
+    from mor_lqo.deep import load_bundled_model, load_test_split
+
+    m = load_bundled_model(name)
+    x, _ = load_test_split()
+    x = x[:150]
+    sd = m.state_dict()
+    if name == "s4d":
+        mc = S4DModel.from_state_dict(truncate_s4d(sd, (keep,) * m.n_layers))
+    else:
+        mc = LQOModel.from_state_dict(truncate_lqo(sd, (keep,) * m.n_layers))
+    res = output_error_bound(m, mc, inputs=x)
+    assert res.measured_max > 0
+    assert np.all(res.measured <= res.per_sample + ROUND)
+    assert 0 < res.tightness <= 1
