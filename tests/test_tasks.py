@@ -1,0 +1,120 @@
+"""Long-range task generator (benchmarks/tasks.py) and the trained tones model (benchmarks/results)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.tasks import TONES_DEFAULTS, make_task, make_tones, task_info
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+
+
+def test_shapes_dtypes_determinism():
+    x, y = make_tones(16, 1024, seed=3)
+    assert x.shape == (16, 1024, 1) and x.dtype == np.float32
+    assert y.shape == (16,) and y.dtype == np.int64
+    x2, y2 = make_task("tones", 16, 1024, seed=3)
+    assert np.array_equal(x, x2) and np.array_equal(y, y2)
+    x3, _ = make_tones(16, 1024, seed=4)
+    assert not np.array_equal(x, x3)
+    assert make_tones(0, 64)[0].shape == (0, 64, 1)
+
+
+def test_labels_balanced_and_in_range():
+    _, y = make_tones(8000, 64, seed=0)
+    K = TONES_DEFAULTS["n_classes"]
+    counts = np.bincount(y, minlength=K)
+    assert counts.size == K and y.min() >= 0
+    # multinomial: each count ~ 1000 +- 30 (sd); 5 sd margin
+    assert np.all(np.abs(counts - 1000) < 150)
+
+
+def test_noise_free_frequency_matches_class():
+    """Independent check: with noise 0 and jitter 0, the sequence is exactly the class sinusoid
+    (least-squares fit of sin/cos at the class frequency leaves rounding-level residuals, and the
+    neighbouring class frequencies fit worse)."""
+    L, K = 1024, 8
+    x, y = make_tones(24, L, seed=5, noise=0.0, jitter=0.0)
+    t = np.arange(L)
+    for xi, yi in zip(x[:, :, 0].astype(np.float64), y):
+        res = {}
+        for k in range(K):
+            f = (4.0 + 0.5 * k) / L
+            basis = np.stack([np.sin(2 * np.pi * f * t), np.cos(2 * np.pi * f * t)], axis=1)
+            coef, *_ = np.linalg.lstsq(basis, xi, rcond=None)
+            res[k] = np.linalg.norm(basis @ coef - xi) / np.linalg.norm(xi)
+            if k == yi:
+                assert abs(np.hypot(*coef) - 1.0) < 1e-5  # unit amplitude
+        assert res[yi] < 1e-6  # float32 storage
+        assert min(v for k, v in res.items() if k != yi) > 1e-2
+
+
+def test_noise_level():
+    x, _ = make_tones(64, 2048, seed=1, noise=3.0)
+    # signal power 1/2, noise power 9: total variance 9.5 (sd of the estimate ~ 9.5 * sqrt(2/N))
+    assert abs(np.var(x) - 9.5) < 0.2
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [dict(n=-1), dict(n=1.5), dict(length=8), dict(n_classes=1), dict(spacing=0.0), dict(noise=-1.0),
+     dict(jitter=0.5), dict(f0=600.0)],
+)
+def test_invalid_arguments(kw):
+    args = {"n": 2, "length": 64}
+    args.update(kw)
+    n, length = args.pop("n"), args.pop("length")
+    with pytest.raises(ValueError):
+        make_tones(n, length, 0, **args)
+
+
+def test_unknown_task():
+    with pytest.raises(ValueError, match="unknown task"):
+        make_task("listops", 2)
+    with pytest.raises(ValueError):
+        task_info("listops")
+    assert task_info("tones") == {"kind": "classification", "d_input": 1, "d_output": 8, "chance": 0.125}
+
+
+def test_trained_model_record_and_twin():
+    """The committed model: its record is consistent, numpy inference runs, and the kernel-truncation
+    helper with no truncation reproduces ``forward`` exactly."""
+    from benchmarks.train_longrange import truncated_kernel_logits
+    from mor_lqo.deep import S4DModel, read_safetensors
+
+    path = RESULTS / "tones_s4d.safetensors"
+    rec = json.loads(path.with_suffix(".json").read_text())
+    sd, _ = read_safetensors(path)
+    model = S4DModel.from_state_dict(sd)
+    assert model.num_parameters() == rec["params"]
+    assert rec["test_accuracy"] > 0.9 and rec["numpy_torch_max_logit_diff"] < 1e-3
+    assert path.stat().st_size < 1_000_000
+    x, y = make_tones(40, rec["task"]["length"], rec["task"]["test_seed"])
+    full = model.forward(x)
+    np.testing.assert_allclose(truncated_kernel_logits(model, x, None, batch_size=16), full, rtol=1e-12, atol=1e-12)
+    # the first 40 test sequences: the recorded accuracy is over 2000, so only a loose check here
+    assert np.mean(full.argmax(-1) == y) >= 0.8
+    # cutting the kernels at 64 lags destroys it (the model uses long lags)
+    cut = truncated_kernel_logits(model, x, 64, batch_size=16)
+    assert np.mean(cut.argmax(-1) == y) < 0.5
+
+
+def test_training_smoke(tmp_path):
+    """A few steps on short sequences: the script writes weights + record that load again."""
+    pytest.importorskip("torch")
+    from benchmarks.train_longrange import main
+    from mor_lqo.deep import S4DModel, read_safetensors
+
+    out = tmp_path / "m.safetensors"
+    rec = main(["--out", str(out), "--steps", "3", "--length", "64", "--d-model", "4", "--d-state", "8",
+                "--eval-every", "2"])
+    assert out.is_file() and out.with_suffix(".json").is_file()
+    sd, meta = read_safetensors(out)
+    m = S4DModel.from_state_dict(sd)
+    assert m.n_modes == (4, 4) and meta["task"] == "tones"
+    assert rec["steps_run"] == 3 and len(rec["history"]) == 2
+    assert set(rec["truncated_kernel_accuracy"]) == {"16", "32", "64", "128", "256", "512"}
