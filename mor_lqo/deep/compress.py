@@ -254,43 +254,69 @@ def _candidate_grid(L: int) -> np.ndarray:
     return (-g[:, None] + 1j * a[None, :]).ravel()
 
 
-def _insert(t, W, s_cur, cand, ridge):
-    """Best new log-pole per row from ``cand`` (N, G) given the current poles (greedy insertion)."""
+class _Candidates:
+    """Weighted candidate basis columns (N, G, L, 2) and their Gram matrices, cached when small."""
+
+    _CACHE_MAX = 3e7  # floats
+
+    def __init__(self, cand: np.ndarray, W, L: int):
+        self.cand, self.W, self.L = cand, W, L
+        N, G = cand.shape
+        self.chunk = max(1, int(self._CACHE_MAX // max(1, N * L * 2)))
+        self.cache = [self._columns(g0) for g0 in range(0, G, self.chunk)] if G <= self.chunk else None
+
+    def _columns(self, g0: int):
+        cs = self.cand[:, g0 : g0 + self.chunk]
+        pw = np.exp(cs[:, :, None] * np.arange(self.L)[None, None, :])  # (N, g, L)
+        Phi = np.stack([pw.real, pw.imag], axis=-1)  # (N, g, L, 2)
+        if self.W is not None:
+            Phi = np.einsum("nij,ngjc->ngic", self.W, Phi, optimize=True)
+        return cs, Phi, np.einsum("ngla,nglb->ngab", Phi, Phi)
+
+    def __iter__(self):
+        if self.cache is not None:
+            yield from self.cache
+        else:
+            for g0 in range(0, self.cand.shape[1], self.chunk):
+                yield self._columns(g0)
+
+
+def _insert(t, W, s_cur, cands: _Candidates):
+    r"""Best new log-pole per row among the candidates given the current poles (greedy insertion).
+
+    The gain of a candidate pair of columns :math:`\Phi` is :math:`v^T (\Phi^T P_\perp \Phi)^{-1} v`,
+    :math:`v = \Phi^T r`, with r the residual of the current basis Q: the decrease of the least-squares
+    residual when the pair is added.
+    """
     N, L = t.shape
     if s_cur.shape[1]:
         _, Phi = _basis(s_cur, L, W)
-        _, r, _, U = _vp(Phi, t, ridge)
         Q, _ = np.linalg.qr(Phi)
+        r = t - np.einsum("nlk,nk->nl", Q, np.einsum("nlk,nl->nk", Q, t))
     else:
-        r, Q = t, np.zeros((N, L, 0))
+        r, Q = t, None
     best = np.full(N, -np.inf)
     choice = np.zeros(N, np.complex128)
-    G = cand.shape[1]
-    chunk = max(1, int(2e7 // max(1, N * L * 2 * max(1, L if W is not None else 1))))
-    for g0 in range(0, G, chunk):
-        cs = cand[:, g0 : g0 + chunk]  # (N, g)
-        pw = np.exp(cs[:, :, None] * np.arange(L)[None, None, :])  # (N, g, L)
-        Phi = np.stack([pw.real, pw.imag], axis=-1)  # (N, g, L, 2)
-        if W is not None:
-            Phi = np.einsum("nij,ngjc->ngic", W, Phi, optimize=True)
-        if Q.shape[2]:
-            Phi = Phi - np.einsum("nlk,nmk,ngmc->nglc", Q, Q, Phi, optimize=True)
-        gram = np.einsum("ngla,nglb->ngab", Phi, Phi)
+    rows = np.arange(N)
+    for cs, Phi, gram in cands:
         v = np.einsum("ngla,nl->nga", Phi, r)
+        if Q is not None:
+            A = np.einsum("nlk,ngla->ngka", Q, Phi, optimize=True)
+            gram = gram - np.einsum("ngka,ngkb->ngab", A, A)
         tr = gram[..., 0, 0] + gram[..., 1, 1]
-        gram = gram + (1e-10 * tr + 1e-300)[..., None, None] * np.eye(2)
+        gram = gram + (1e-10 * np.abs(tr) + 1e-300)[..., None, None] * np.eye(2)
         gain = np.einsum("nga,nga->ng", v, np.linalg.solve(gram, v[..., None])[..., 0])
         j = np.argmax(gain, axis=1)
-        gb = gain[np.arange(N), j]
+        gb = gain[rows, j]
         upd = gb > best
         best = np.where(upd, gb, best)
-        choice = np.where(upd, cs[np.arange(N), j], choice)
+        choice = np.where(upd, cs[rows, j], choice)
     return choice
 
 
 def fit_finite_horizon(t: np.ndarray, q: int, *, W: np.ndarray | None = None, init: np.ndarray | None = None,
                        init_score: np.ndarray | None = None, kappa: float = 2.0, iters: int = 120,
-                       ridge: float = FIT_RIDGE, return_path: bool = False):
+                       ridge: float = FIT_RIDGE, return_path: bool = False, sweep: bool = True):
     r"""Finite-horizon (optionally weighted) h2-optimal conjugate-pair fit of real SISO kernels.
 
     Minimises, per row n, :math:`\|W_n (t_n - \hat t_n)\|^2 + \alpha\|c\|^2` over
@@ -319,6 +345,8 @@ def fit_finite_horizon(t: np.ndarray, q: int, *, W: np.ndarray | None = None, in
         Output factor of the stored residues.
     return_path : bool
         Also return the greedy solutions for every order 2, 4, ..., 2q (list of (lam, C, f)).
+    sweep : bool
+        Run the exchange sweep (skipped for the candidate ladders of ``method="bound"``).
 
     Returns
     -------
@@ -353,28 +381,29 @@ def fit_finite_horizon(t: np.ndarray, q: int, *, W: np.ndarray | None = None, in
             score = np.where(ok, g if init_score is None else np.asarray(init_score, float), -1.0)
             sel = np.argsort(-score, axis=1, kind="stable")[:, :q]
             s_init = np.take_along_axis(s_o, sel, axis=1)
+    cset = _Candidates(cand, W, L)
     s_cur = np.zeros((N, 0), np.complex128)
     path = []
     f = np.sum(tw * tw, axis=1)
     c = np.zeros((N, 0))
     for k in range(1, q + 1):
-        new = _insert(tw, W, s_cur, cand, ridge)
+        new = _insert(tw, W, s_cur, cset)
         new = np.maximum(new.real, -np.exp(_NU_BOUNDS[1])) + 1j * new.imag
         new = np.minimum(new.real, -np.exp(nu_lo)) + 1j * new.imag
         s_cur = np.concatenate([s_cur, new[:, None]], axis=1)
         s_cur, c, f = _lm(tw, s_cur, W, iters if k == q else max(15, iters // 4), ridge, nu_lo)
         if return_path:
             path.append(_to_modes(s_cur, c, kappa) + (f.copy(),))
-    for j in range(q if q > 1 else 0):  # one exchange sweep: re-insert each pole given the others
+    for j in range(q if q > 1 and sweep else 0):  # one exchange sweep: re-insert each pole given the others
         rest = np.delete(s_cur, j, axis=1)
-        new = _insert(tw, W, rest, cand, ridge)
+        new = _insert(tw, W, rest, cset)
         new = np.minimum(np.maximum(new.real, -np.exp(_NU_BOUNDS[1])), -np.exp(nu_lo)) + 1j * new.imag
         s2, c2, f2 = _lm(tw, np.concatenate([rest, new[:, None]], axis=1), W, max(15, iters // 4), ridge, nu_lo)
         better = f2 < f * (1 - 1e-12)
         s_cur = np.where(better[:, None], s2, s_cur)
         c = np.where(better[:, None], c2, c)
         f = np.where(better, f2, f)
-    if q > 1:
+    if q > 1 and sweep:
         s_cur, c, f = _lm(tw, s_cur, W, iters, ridge, nu_lo)
     if s_init is not None:
         s2, c2, f2 = _lm(tw, s_init, W, iters, ridge, nu_lo)
@@ -1239,7 +1268,7 @@ def _ladder_task(task: dict) -> dict:
             c < modes[0].real_order for c in cands) else 0
         if qmax:
             _, _, _, path = fit_finite_horizon(t, qmax, init=lam, kappa=modes[0].kappa, return_path=True,
-                                               iters=task.get("options", {}).get("iters", 120))
+                                               iters=task.get("options", {}).get("iters", 120), sweep=False)
             for c in cands:
                 if c < modes[0].real_order:
                     mu, Ch, _ = path[c // 2 - 1]
@@ -1285,12 +1314,15 @@ def _bound_method(ref, blocks, x_cal, budget, pm, ex, progress, options, scores)
     # candidate orders: even orders up to 16, then a geometric ladder, capped at 4x the budget's average
     per_total = sum(pm[b.name][1] for b in blocks)
     k_avg = max(1.0, (budget - sum(pm[b.name][0] for b in blocks)) / max(per_total, 1e-300))
-    cap = max(16, int(8 * k_avg))
+    cap = max(8, int(4 * 2 * k_avg))
     cands = {}
     for b in blocks:
         full = b.order
-        c = [r for r in range(2, min(full, 17), 2)] + [r for r in (20, 24, 32, 48, 64, 96, 128, 192, 256)
-                                                       if r < full]
+        if siso:
+            c = [r for r in range(2, min(full, 17), 2)] + [r for r in (20, 24, 32, 48, 64, 96, 128, 192, 256)
+                                                           if r < full]
+        else:  # MIMO blocks: every candidate costs a block h2 evaluation, use a coarser ladder
+            c = [r for r in (2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256) if r < full]
         c = [r for r in c if r <= cap]
         cands[b.name] = sorted(set(c)) + ([full] if cost_full_ok(pm[b.name], b, budget) else [])
     tasks = []
