@@ -232,11 +232,15 @@ class LayerBound:
         squares over channels for S4D; linear and quadratic parts for LQO, see ``linear``/``quadratic``).
     contribution : float
         The bound when only this layer is compressed (all other layers exact), max over the batch.
+    first_order : float
+        The first-order (small-error, unsaturated) form of ``contribution``
+        (:meth:`BoundEvaluator.propagate` with ``linear=True``).
     share : float
-        ``contribution / sum of contributions`` (the layers' shares of the bound).
+        ``first_order / sum of first_order`` over the layers: the layers' shares of the bound to first
+        order (the saturated bound gives every layer the same cap, so its shares say nothing).
     weight : float
-        ``contribution / h2_error``: how strongly an h2 error of this layer is amplified by the rest
-        of the network (larger for shallow layers).
+        ``first_order / h2_error``: how strongly an h2 error of this layer is amplified by the rest of
+        the network (larger for shallow layers).
     linear, quadratic : float or None
         LQO blocks: the linear / quadratic parts of ``h2_error``.
     channel_errors : ndarray or None
@@ -247,6 +251,7 @@ class LayerBound:
     name: str
     h2_error: float
     contribution: float = 0.0
+    first_order: float = 0.0
     share: float = 0.0
     weight: float = 0.0
     linear: float | None = None
@@ -646,6 +651,7 @@ class BoundEvaluator:
         for i, t in enumerate(terms):
             act = [j == i for j in range(self.n_layers)]
             contrib = float(np.max(self.propagate(terms, act)))
+            first = float(np.max(self.propagate(terms, act, linear=True)))
             nm = names[i] if names is not None else (f"s4_layers.{i}." if self.family == "s4d" else f"layers.{i}.ssm.")
             if self.family == "s4d":
                 ce = t["h2_error_channels"]
@@ -661,11 +667,12 @@ class BoundEvaluator:
                     linear=float(t["lin"][-1]),
                     quadratic=float(t["quad"]),
                 )
-            lb.weight = contrib / lb.h2_error if lb.h2_error > 0 else 0.0
+            lb.first_order = first
+            lb.weight = first / lb.h2_error if lb.h2_error > 0 else 0.0
             layers.append(lb)
-        tot = sum(lb.contribution for lb in layers)
+        tot = sum(lb.first_order for lb in layers)
         for lb in layers:
-            lb.share = lb.contribution / tot if tot > 0 else 0.0
+            lb.share = lb.first_order / tot if tot > 0 else 0.0
         consts = {
             "gelu": GELU_LIPSCHITZ,
             "sigmoid": SIGMOID_LIPSCHITZ,

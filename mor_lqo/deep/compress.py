@@ -1368,12 +1368,7 @@ def _bound_method(ref, blocks, x_cal, budget, pm, ex, progress, options, scores)
         spent += dc
     orders = dict(cur)
     res_bound = ev.evaluate(None, [b.name for b in blocks], terms=[terms[(b.name, orders[b.name])] for b in blocks])
-    sel_terms = [terms[(b.name, orders[b.name])] for b in blocks]
-    weights = {}
-    for i, (b, lb) in enumerate(zip(blocks, res_bound.layers)):  # first-order weight of each layer's h2 error
-        act = [j == i for j in range(len(blocks))]
-        lin_i = float(np.max(ev.propagate(sel_terms, act, linear=True)))
-        weights[b.name] = lin_i / lb.h2_error if lb.h2_error > 0 else 0.0
+    weights = {b.name: lb.weight for b, lb in zip(blocks, res_bound.layers)}  # first-order layer weights
     # refinement at the chosen orders
     results = {}
     if siso:

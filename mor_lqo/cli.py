@@ -1,0 +1,578 @@
+r"""Command line: ``mor-lqo compress`` and ``mor-lqo inspect`` (also ``python -m mor_lqo``).
+
+::
+
+    mor-lqo compress                       # the bundled S4D model on the bundled MNIST-1D test split
+    mor-lqo compress ckpt.safetensors --ratio 1/16 --out out/
+    mor-lqo inspect ckpt.pt --tol 1e-2
+
+``compress`` prints a per-layer table (order before → after, h2 error, share of the output-error bound)
+and totals (SSM and trainable parameters, accuracy, bound vs measured logit error), and writes to
+``--out`` (default ``./mor_lqo_out``): the compressed checkpoint (safetensors, atomic write, never over
+the input), ``report.json`` and a PNG plot. Exit codes: 0 success, 2 invalid arguments (bad ratio,
+order, budget, method), 3 unreadable / missing / unsafe checkpoint or data file, 4 unknown or
+inconsistent layout, 1 any other error. No torch needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .errors import CheckpointError, LayoutError, MorLqoError, OrderError
+
+__all__ = ["main", "build_parser"]
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FILE, EXIT_LAYOUT = 0, 1, 2, 3, 4
+CALIBRATION = 256
+DEFAULT_OUT = "mor_lqo_out"
+
+
+class CLIError(Exception):
+    """An error with a message for the user and an exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_ERROR):
+        super().__init__(message)
+        self.code = code
+
+
+# ---------------------------------------------------------------------------------------------
+# argument parsing
+# ---------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from .deep.compress import DEFAULT_METHOD, DEFAULT_RATIO, METHODS
+
+    p = argparse.ArgumentParser(prog="mor-lqo", description="Model-order reduction of Deep SSM checkpoints.")
+    p.add_argument("--version", action="version", version=f"mor-lqo {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="{compress,inspect}")
+
+    c = sub.add_parser("compress", help="reduce the SSM blocks of a checkpoint (default: the bundled model)",
+                       description="Reduce every SSM block, write the compressed checkpoint, report.json and a "
+                                   "plot. Without CHECKPOINT the bundled S4D model is compressed and evaluated "
+                                   "on the bundled MNIST-1D test split.")
+    c.add_argument("checkpoint", nargs="?", help="checkpoint (.safetensors, .pt/.pth/.ckpt/.bin, .npz)")
+    c.add_argument("--arch", default="auto", help="layout (default: auto-detect)")
+    c.add_argument("--method", default=DEFAULT_METHOD, choices=METHODS,
+                   help=f"reduction method (default: {DEFAULT_METHOD})")
+    g = c.add_mutually_exclusive_group()
+    g.add_argument("--ratio", help=f"fraction of the SSM state kept, e.g. 1/32, 0.125 or 32x (default "
+                                   f"{DEFAULT_RATIO})")
+    g.add_argument("--order", type=int, help="reduced real order per unit (even)")
+    g.add_argument("--budget", type=float, help="maximum number of SSM parameters after compression")
+    c.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default ./{DEFAULT_OUT})")
+    c.add_argument("--bundled", default="s4d", choices=("s4d", "lqo"),
+                   help="bundled model used when no CHECKPOINT is given (default s4d)")
+    c.add_argument("--data", help="npz with x (batch, L[, d_in]) and optionally y: calibration and evaluation data "
+                                  "for a user checkpoint")
+    c.add_argument("--length", type=int, help="sequence length for finite-horizon h2 (without --data)")
+    c.add_argument("--calibration", type=int, default=CALIBRATION,
+                   help=f"number of sequences used for calibration (default {CALIBRATION}; labels unused)")
+    c.add_argument("--executor", default=None, choices=("process", "thread", "serial"),
+                   help="where the per-block work runs (default: process pool when the work is large)")
+    c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    c.add_argument("--no-plot", action="store_true", help="do not write the PNG plot")
+    c.add_argument("--quiet", action="store_true", help="print only the output paths")
+
+    i = sub.add_parser("inspect", help="blocks, orders, Hankel singular values and suggested orders",
+                       description="List the SSM blocks of a checkpoint with their orders, Hankel singular "
+                                   "values and the smallest orders meeting a relative tolerance.")
+    i.add_argument("checkpoint", help="checkpoint file")
+    i.add_argument("--arch", default="auto")
+    i.add_argument("--tol", type=float, default=1e-2,
+                   help="relative Hankel-singular-value tolerance sigma_{r+1}/sigma_1 (default 1e-2)")
+    i.add_argument("--length", type=int, help="use finite-horizon (FIR Hankel) singular values over L lags")
+    i.add_argument("--hsv", type=int, default=8, help="leading Hankel singular values shown (default 8)")
+    i.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return p
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return None if not np.isfinite(o) else float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    return str(o)
+
+
+def _clean(o):
+    """Replace non-finite floats (not valid JSON) by None, recursively."""
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {str(k): _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    if isinstance(o, np.ndarray):
+        return _clean(o.tolist())
+    if isinstance(o, (np.floating, np.integer)):
+        return _clean(o.item())
+    return o
+
+
+def _fmt(x, spec=".3g") -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "-"
+    return format(x, spec)
+
+
+def _load_data(path: str):
+    p = Path(path)
+    if not p.is_file():
+        raise CLIError(f"data file not found: {p}", EXIT_FILE)
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            if "x" not in z.files:
+                raise CLIError(f"{p}: the npz needs an array 'x' (batch, L[, d_in]); found {z.files}", EXIT_FILE)
+            x = np.asarray(z["x"])
+            y = np.asarray(z["y"]) if "y" in z.files else None
+    except CLIError:
+        raise
+    except Exception as exc:  # corrupt / pickled npz
+        raise CLIError(f"{p}: cannot read the data file ({exc})", EXIT_FILE) from exc
+    if x.ndim not in (2, 3) or x.shape[0] < 1:
+        raise CLIError(f"{p}: x must have shape (batch, L) or (batch, L, d_in), got {x.shape}", EXIT_USAGE)
+    if y is not None and y.shape[0] != x.shape[0]:
+        raise CLIError(f"{p}: x has {x.shape[0]} sequences but y has {y.shape[0]} labels", EXIT_USAGE)
+    return x, y
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# compress
+# ---------------------------------------------------------------------------------------------
+def _cmd_compress(args) -> int:
+    from .deep.bound import output_error_bound
+    from .deep.compress import CompressionError, compress, parse_ratio
+
+    t0 = time.perf_counter()
+    say = (lambda *a, **k: None) if args.quiet else (lambda *a, **k: print(*a, **k, flush=True))
+    if args.ratio is not None:
+        try:
+            ratio = parse_ratio(args.ratio)
+        except CompressionError as exc:
+            raise CLIError(str(exc), EXIT_USAGE) from exc
+    else:
+        ratio = None
+    if args.order is not None and (args.order < 2 or args.order % 2):
+        raise CLIError(f"--order must be an even integer >= 2 (conjugate pairs), got {args.order}", EXIT_USAGE)
+    if args.budget is not None and not (math.isfinite(args.budget) and args.budget > 0):
+        raise CLIError(f"--budget must be a positive number of parameters, got {args.budget}", EXIT_USAGE)
+    if args.calibration < 1:
+        raise CLIError("--calibration must be >= 1", EXIT_USAGE)
+    if args.length is not None and args.length < 1:
+        raise CLIError("--length must be >= 1", EXIT_USAGE)
+    out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CLIError(f"--out {out_dir} exists and is not a directory", EXIT_USAGE)
+
+    # -- the model and the data ------------------------------------------------------------------------
+    from .adapters import load as load_checkpoint
+
+    x = y = None
+    data_note = None
+    if args.checkpoint is None:
+        from .deep.data import bundled_model_path, load_bundled_model, load_test_split
+
+        src_path = bundled_model_path(args.bundled)
+        try:
+            model_in = load_bundled_model(args.bundled)
+            x, y = load_test_split()
+        except FileNotFoundError as exc:
+            raise CLIError(f"bundled data missing: {exc}", EXIT_FILE) from exc
+        source = f"bundled:{args.bundled} ({src_path.name})"
+        data_note = (f"accuracy on the bundled MNIST-1D test split ({len(x)} sequences); calibration uses the "
+                     f"inputs of the first {min(args.calibration, len(x))} (labels unused)")
+        stem = src_path.stem
+        if args.data:
+            x, y = _load_data(args.data)
+    else:
+        src_path = Path(args.checkpoint)
+        if not src_path.exists():
+            raise CLIError(f"checkpoint not found: {src_path}", EXIT_FILE)
+        if not src_path.is_file():
+            raise CLIError(f"checkpoint is not a file: {src_path}", EXIT_FILE)
+        try:
+            model_in = load_checkpoint(src_path)
+        except CheckpointError as exc:
+            raise CLIError(str(exc), EXIT_FILE) from exc
+        source = str(src_path)
+        stem = src_path.stem
+        if args.data:
+            x, y = _load_data(args.data)
+    ckpt_path = out_dir / f"{stem}_compressed.safetensors"
+    if _same_file(ckpt_path, src_path):
+        raise CLIError(f"refusing to overwrite the input checkpoint {src_path}; choose another --out", EXIT_USAGE)
+
+    cal = None if x is None else x[: args.calibration]
+    say(f"mor-lqo compress: {source}, method {args.method}, "
+        + (f"ratio {ratio}" if ratio is not None else f"order {args.order}" if args.order is not None
+           else f"budget {args.budget:g}" if args.budget is not None else "default ratio"))
+    try:
+        res = compress(model_in, method=args.method, ratio=ratio, order=args.order, budget=args.budget,
+                       arch=args.arch, inputs=cal, length=None if cal is not None else args.length,
+                       executor=args.executor, progress=not (args.no_progress or args.quiet))
+    except CompressionError as exc:
+        raise CLIError(str(exc), EXIT_USAGE) from exc
+    except OrderError as exc:
+        raise CLIError(str(exc), EXIT_USAGE) from exc
+    except LayoutError as exc:
+        raise CLIError(str(exc), EXIT_LAYOUT) from exc
+    except TypeError as exc:  # unknown layout settings
+        raise CLIError(str(exc), EXIT_USAGE) from exc
+
+    # -- evaluation -------------------------------------------------------------------------------------
+    report: dict[str, Any] = {"mor_lqo": __version__, "source": source, "method": res.method,
+                              "ratio": None if ratio is None else str(ratio), "order": args.order,
+                              "budget": args.budget, "length": res.length}
+    orig_model = None
+    if res.model is not None:
+        from .deep.models import LQOModel, S4DModel
+
+        flat = model_in.state_dict() if hasattr(model_in, "state_dict") else dict(model_in)
+        orig_model = (S4DModel if isinstance(res.model, S4DModel) else LQOModel).from_state_dict(flat)
+    acc = {"before": None, "after": None}
+    bound_entry: dict[str, Any] = {"value": None, "measured_max_error": None}
+    shares = {}
+    if orig_model is not None and x is not None:
+        try:
+            if y is not None:
+                acc = {"before": 100.0 * orig_model.accuracy(x, y), "after": 100.0 * res.model.accuracy(x, y)}
+            tb = time.perf_counter()
+            bres = output_error_bound(orig_model, res.model, inputs=x)
+            bound_entry = {"value": bres.value, "measured_max_error": bres.measured_max,
+                           "tightness": bres.tightness, "kind": bres.kind, "sequences": int(len(x)),
+                           "mean_bound": float(np.mean(bres.per_sample)),
+                           "mean_measured_error": float(np.mean(bres.measured)),
+                           "seconds": time.perf_counter() - tb}
+            for lb in bres.layers:
+                shares[lb.name] = lb
+        except MorLqoError as exc:
+            raise CLIError(f"evaluation failed: {exc}", EXIT_LAYOUT) from exc
+    report["accuracy"] = acc
+    report["bound"] = bound_entry
+    pt = res.params["total"]
+    report["params"] = {"before": pt["before"], "after": pt["after"], "ssm": res.params["ssm"], "total": pt}
+    report["state_ratio"] = res.state_ratio
+    layers = []
+    for lay in res.layers:
+        e = {k: v for k, v in lay.items()}
+        lb = shares.get(e["name"].replace("s4_layers.", "s4_layers.")) if shares else None
+        if lb is None and shares:  # lqo blocks are named layers.{i}.ssm.
+            lb = shares.get(e["name"])
+        if lb is not None:
+            e["bound_share"] = lb.share
+            e["bound_weight"] = lb.weight
+            e["h2_error_L"] = lb.h2_error
+        layers.append(e)
+    report["layers"] = layers
+    report["notes"] = ([data_note] if data_note else []) + list(res.notes)
+    report["timings"] = dict(res.timings)
+
+    # -- write -------------------------------------------------------------------------------------------
+    from .adapters import save as save_checkpoint
+
+    try:
+        save_checkpoint(res.state_dict, ckpt_path, overwrite=True)
+    except CheckpointError as exc:
+        raise CLIError(str(exc), EXIT_FILE) from exc
+    report["output"] = {"checkpoint": str(ckpt_path)}
+    plot_path = None
+    if not args.no_plot:
+        plot_path = _plot(res, orig_model, x, out_dir / "compression.png", report)
+        if plot_path is not None:
+            report["output"]["plot"] = str(plot_path)
+    report["timings"]["end_to_end"] = time.perf_counter() - t0
+    rep_path = out_dir / "report.json"
+    report["output"]["report"] = str(rep_path)
+    _atomic_write_bytes(rep_path, json.dumps(_clean(report), indent=2, default=_json_default).encode())
+
+    # -- table -------------------------------------------------------------------------------------------
+    if not args.quiet:
+        _print_table(report)
+    print(f"wrote {ckpt_path}")
+    print(f"wrote {rep_path}")
+    if plot_path is not None:
+        print(f"wrote {plot_path}")
+    return EXIT_OK
+
+
+def _print_table(rep: dict) -> None:
+    L = rep.get("length")
+    hdr = f"{'layer':<20} {'order':>11} {'stored':>9} {'h2 err' + (f' (L={L})' if L else ''):>16} " \
+          f"{'rel':>7} {'bound share':>11}"
+    print()
+    print(hdr)
+    print("-" * len(hdr))
+    for lay in rep["layers"]:
+        e = lay.get("h2_error_L") if L else lay.get("h2_error")
+        rel = lay.get("rel_h2_error_L") if L else lay.get("rel_h2_error")
+        share = lay.get("bound_share")
+        print(f"{lay['name']:<20} {lay['order_before']:>4} -> {lay['order_after']:<4} "
+              f"{lay['stored_before']:>3} -> {lay['stored_after']:<3} {_fmt(e):>16} {_fmt(rel):>7} "
+              f"{(_fmt(100 * share, '.1f') + ' %') if share is not None else '-':>11}")
+    print("-" * len(hdr))
+    ps, pt = rep["params"]["ssm"], rep["params"]["total"]
+    fewer = ps["before"] / max(ps["after"], 1)
+    removed = 100 * (1 - pt["after"] / pt["before"])
+    print(f"SSM parameters        {ps['before']:>9,d} -> {ps['after']:<9,d} ({fewer:.1f}x fewer)")
+    print(f"trainable parameters  {pt['before']:>9,d} -> {pt['after']:<9,d} ({removed:.1f} % removed)")
+    print(f"SSM state             {100 * rep['state_ratio']:.2f} % kept ({1 / rep['state_ratio']:.1f}x smaller)")
+    acc = rep["accuracy"]
+    if acc.get("before") is not None:
+        print(f"accuracy              {acc['before']:.2f} % -> {acc['after']:.2f} % "
+              f"({acc['after'] - acc['before']:+.2f} points)")
+    b = rep["bound"]
+    if b.get("value") is not None:
+        print(f"logit error           bound {b['value']:.4g}  >=  measured max {b['measured_max_error']:.4g} "
+              f"(over {b['sequences']} sequences; tightness {_fmt(b.get('tightness'))})")
+    print(f"time                  {rep['timings'].get('end_to_end', 0):.1f} s")
+    print()
+
+
+def _plot(res, orig_model, x, path: Path, report: dict):
+    """Per-layer finite-horizon Hankel singular value decay with the chosen orders, and the bound shares."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        report.setdefault("notes", []).append("matplotlib not installed: no plot written")
+        return None
+    from .adapters import extract
+
+    L = res.length or 64
+    try:
+        blocks = extract(res.state_dict if orig_model is None else orig_model.state_dict())
+    except MorLqoError:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    ax = axes[0]
+    for b, lay in zip([bb for bb in blocks if bb.lti], res.layers):
+        s = _block_hsv(b, L)
+        if s is None:
+            continue
+        ax.semilogy(np.arange(1, s.size + 1), s / s[0], marker=".", label=f"{b.name} (kept {lay['order_after']})")
+        ax.axvline(lay["order_after"], color=ax.lines[-1].get_color(), ls=":", lw=1)
+    ax.set_xlabel("order")
+    ax.set_ylabel(f"Hankel singular values (L={L}, median over units, normalised)")
+    ax.set_title("HSV decay and the reduced orders")
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    names = [lay["name"] for lay in report["layers"]]
+    err = [lay.get("rel_h2_error_L") or lay.get("rel_h2_error") or 0 for lay in report["layers"]]
+    share = [lay.get("bound_share") or 0 for lay in report["layers"]]
+    pos = np.arange(len(names))
+    ax.bar(pos - 0.2, err, 0.4, label="relative h2 error")
+    ax.bar(pos + 0.2, share, 0.4, label="share of the bound (first order)")
+    ax.set_xticks(pos, [n.rstrip(".") for n in names], rotation=20, fontsize=7)
+    acc = report.get("accuracy", {})
+    title = "per-layer error"
+    if acc.get("before") is not None:
+        title += f" — accuracy {acc['before']:.1f} % → {acc['after']:.1f} %"
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    _atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def _fir_hsv(h: np.ndarray, max_dim: int = 1600) -> np.ndarray:
+    """Singular values of the finite-horizon Hankel operator of Markov parameters h (L, p, m).
+
+    ``H[i, j] = h[1 + i + j]`` for ``i + j + 1 < L`` (past inputs -> future outputs inside the window);
+    the number of block rows is capped so that the matrix has at most ``max_dim`` rows/columns.
+    """
+    L, p, m = h.shape
+    n = max(1, min(L - 1, max_dim // max(p, m)))
+    Hk = np.zeros((n * p, n * m))
+    for i in range(n):
+        for j in range(n):
+            if 1 + i + j < L:
+                Hk[i * p:(i + 1) * p, j * m:(j + 1) * m] = h[1 + i + j]
+    return np.linalg.svd(Hk, compute_uv=False)
+
+
+def _block_hsv(block, L: int, max_units: int = 64) -> np.ndarray | None:
+    """Median (over units) finite-horizon Hankel singular values of a block's linear kernels."""
+    if not block.lti:
+        return None
+    out = []
+    step = max(1, len(block.units) // max_units)
+    for u in block.units[::step]:
+        s = _fir_hsv(u.system.impulse_response(L))
+        out.append(s[: min(s.size, block.order)])
+    k = min(x.size for x in out)
+    return np.median(np.stack([x[:k] for x in out]), axis=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# inspect
+# ---------------------------------------------------------------------------------------------
+def _cmd_inspect(args) -> int:
+    from .adapters import extract
+    from .adapters import load as load_checkpoint
+
+    path = Path(args.checkpoint)
+    if not path.exists():
+        raise CLIError(f"checkpoint not found: {path}", EXIT_FILE)
+    if not (0 < args.tol < 1):
+        raise CLIError(f"--tol must be in (0, 1), got {args.tol}", EXIT_USAGE)
+    if args.length is not None and args.length < 2:
+        raise CLIError("--length must be >= 2", EXIT_USAGE)
+    try:
+        sd = load_checkpoint(path)
+        blocks = extract(sd, args.arch)
+    except CheckpointError as exc:
+        raise CLIError(str(exc), EXIT_FILE) from exc
+    except LayoutError as exc:
+        raise CLIError(str(exc), EXIT_LAYOUT) from exc
+    except TypeError as exc:
+        raise CLIError(str(exc), EXIT_USAGE) from exc
+    info = {"checkpoint": str(path), "parameters": int(sum(np.asarray(v).size for v in sd.values())),
+            "tol": args.tol, "length": args.length, "blocks": []}
+    for b in blocks:
+        e: dict[str, Any] = {"name": b.name, "arch": b.arch, "lti": b.lti, "units": len(b.units), "m": b.m,
+                             "p": b.p, "stored": b.stored, "order": b.order,
+                             "params": int(sum(np.asarray(sd[k]).size for k in b.keys if k in sd))}
+        if b.lti:
+            hsv = _unit_hsvs(b, args.length)
+            if hsv:
+                k = min(s.size for s in hsv)
+                med = np.median(np.stack([s[:k] for s in hsv]), axis=0)
+                e["hsv"] = [float(v) for v in med[: args.hsv]]
+                sugg = [_suggest(s, args.tol) for s in hsv]
+                e["suggested_order"] = {"max": int(max(sugg)), "median": int(np.median(sugg))}
+        info["blocks"].append(e)
+    if args.json:
+        print(json.dumps(_clean(info), indent=2, default=_json_default))
+        return EXIT_OK
+    print(f"{path}: {len(blocks)} SSM block(s), {info['parameters']:,d} parameters")
+    kind = f"finite-horizon (L={args.length})" if args.length else "infinite-horizon"
+    print(f"Hankel singular values: {kind}, median over units, relative tolerance {args.tol:g}")
+    for e in info["blocks"]:
+        line = (f"  {e['name']:<22} {e['arch']:<7} units {e['units']:>4}  m={e['m']:<4} p={e['p']:<4} "
+                f"stored {e['stored']:>4}  order {e['order']:>4}  params {e['params']:>8,d}")
+        print(line)
+        if "hsv" in e:
+            hs = " ".join(f"{v:.3g}" for v in e["hsv"])
+            so = e["suggested_order"]
+            print(f"      HSV {hs}")
+            print(f"      suggested order for tol {args.tol:g}: {so['max']} (all units), {so['median']} (median unit)")
+        elif not e["lti"]:
+            print("      input-dependent (not LTI): no Hankel singular values")
+    return EXIT_OK
+
+
+def _suggest(s: np.ndarray, tol: float) -> int:
+    """Smallest even order r with sigma_{r+1} <= tol * sigma_1 (pairs: rounded up to even)."""
+    if s.size == 0 or s[0] <= 0:
+        return 2
+    idx = np.flatnonzero(s / s[0] <= tol)
+    r = int(idx[0]) if idx.size else int(s.size)
+    r = max(2, r + (r % 2))
+    return r
+
+
+def _unit_hsvs(block, L: int | None, max_units: int = 256) -> list[np.ndarray]:
+    from .gramians import hankel_singular_values
+
+    out = []
+    step = max(1, len(block.units) // max_units)
+    for u in block.units[::step]:
+        try:
+            if L is None:
+                out.append(np.asarray(hankel_singular_values(u.system)))
+            else:
+                out.append(_fir_hsv(u.system.impulse_response(L))[: u.system.order])
+        except MorLqoError:
+            continue
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# entry point
+# ---------------------------------------------------------------------------------------------
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``mor-lqo`` (returns the exit code; ``sys.exit(main())`` in scripts)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: usage errors exit with 2, --help/--version with 0
+        return int(exc.code or 0)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        if args.command == "compress":
+            return _cmd_compress(args)
+        return _cmd_inspect(args)
+    except CLIError as exc:
+        print(f"mor-lqo {args.command}: error: {exc}", file=sys.stderr)
+        return exc.code
+    except CheckpointError as exc:
+        print(f"mor-lqo {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_FILE
+    except LayoutError as exc:
+        print(f"mor-lqo {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_LAYOUT
+    except MorLqoError as exc:
+        print(f"mor-lqo {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("mor-lqo: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into head & co.
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        except OSError:
+            pass
+        return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
