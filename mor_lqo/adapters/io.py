@@ -160,8 +160,11 @@ def _load_torch(path: Path):
 def _load_safetensors(path: Path):
     try:
         from safetensors.numpy import load_file
-    except ImportError as exc:  # pragma: no cover
-        raise CheckpointError(f"{path}: reading .safetensors needs the safetensors package") from exc
+    except ImportError:
+        # the safetensors package is an optional extra: fall back to the pure-numpy reader
+        from ..deep.data import read_safetensors
+
+        return read_safetensors(path)[0]
     try:
         return load_file(str(path))
     except TypeError:
@@ -300,6 +303,13 @@ def _save_safetensors(state_dict: Mapping, tmp: str):
                 .detach().cpu().contiguous() for k, v in flat.items()}
         save_file(flat, tmp)
     else:
-        from safetensors.numpy import save_file
+        arrays = {k: np.ascontiguousarray(v) for k, v in flat.items()}
+        try:
+            from safetensors.numpy import save_file
+        except ImportError:
+            # the safetensors package is an optional extra: fall back to the pure-numpy writer
+            from ..deep.data import write_safetensors
 
-        save_file({k: np.ascontiguousarray(v) for k, v in flat.items()}, tmp)
+            write_safetensors(tmp, arrays)
+            return
+        save_file(arrays, tmp)

@@ -172,3 +172,33 @@ def test_zip_named_pt_with_bad_member(tmp_path):
         z.writestr("archive/data.pkl", b"garbage")
     with pytest.raises(CheckpointError):
         load(p)
+
+
+def test_safetensors_round_trip_without_the_safetensors_package(tmp_path, monkeypatch):
+    """The core install has no safetensors package: save/load fall back to the numpy codec."""
+    import builtins
+
+    import numpy as np
+
+    from mor_lqo import adapters
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name.startswith("safetensors"):
+            raise ImportError("no safetensors")
+        return real_import(name, *args, **kwargs)
+
+    sd = {"a.weight": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.array([1.5, -2.0])}
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    path = tmp_path / "x.safetensors"
+    adapters.save(sd, path)
+    back = adapters.load(path)
+    monkeypatch.setattr(builtins, "__import__", real_import)
+    from safetensors.numpy import load_file  # the real package reads the fallback's file
+
+    for src in (back, load_file(str(path))):
+        assert set(src) == set(sd)
+        for k in sd:
+            assert src[k].dtype == sd[k].dtype
+            np.testing.assert_array_equal(src[k], sd[k])
