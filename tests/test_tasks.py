@@ -118,3 +118,42 @@ def test_training_smoke(tmp_path):
     assert m.n_modes == (4, 4) and meta["task"] == "tones"
     assert rec["steps_run"] == 3 and len(rec["history"]) == 2
     assert set(rec["truncated_kernel_accuracy"]) == {"16", "32", "64", "128", "256", "512"}
+
+
+# ---------------------------------------------------------------------------------------------
+# benchmarks/reproduce.py: the claims summary on synthetic rows (the sweep itself is a benchmark)
+# ---------------------------------------------------------------------------------------------
+def _row(method, ratio, acc, ssm, total, viol=0, samples=10, tight=0.1):
+    return {"model": "m", "method": method, "reducer": method, "ratio": ratio, "accuracy": acc,
+            "acc_drop_points": round(100 * (0.9 - acc), 3), "ssm_frac": ssm, "total_frac": total,
+            "ssm_params": int(1000 * ssm), "total_params": int(2000 * total), "orders": "2 2",
+            "bound": 1.0, "measured_max": 0.5, "bound_violations": viol, "bound_samples": samples,
+            "tightness": tight, "error": ""}
+
+
+def test_reproduce_summary_and_plots(tmp_path):
+    from benchmarks.reproduce import claims_markdown, plot_accuracy, plot_bound, summarize
+
+    rows = [
+        _row("modal", "1", 0.9, 1.0, 1.0, samples=0, tight=""),
+        _row("bt", "1/2", 0.88, 0.5, 0.7), _row("bt", "1/32", 0.30, 0.05, 0.5),
+        _row("h2", "1/2", 0.90, 0.5, 0.7), _row("h2", "1/32", 0.885, 0.04, 0.45),
+        _row("bound", "1/2", 0.895, 0.5, 0.7), _row("bound", "1/32", 0.85, 0.04, 0.45, viol=1, tight=1.2),
+        {"model": "m", "method": "irka", "ratio": "1/2", "error": "RuntimeError: x"},
+    ]
+    c = summarize(rows)["m"]
+    assert c["original"] == 0.9
+    assert c["h2_vs_bt"]["1/2"]["winner"] == "h2" and c["h2_vs_bt"]["1/32"]["winner"] == "h2"
+    assert c["at_1_32"] == {"bt": 0.30, "h2": 0.885, "bound": 0.85}
+    # within 1 point: h2 1/2 (drop 0), bound 1/2 (0.5); h2 1/32 drops 1.5 -> only within 2 points
+    assert c["removed"]["1"]["total_run"] in ("h2 1/2", "bound 1/2")
+    assert abs(c["removed"]["1"]["total_removed"] - 0.3) < 1e-12
+    assert c["removed"]["2"]["total_run"] == "h2 1/32" and abs(c["removed"]["2"]["total_removed"] - 0.55) < 1e-12
+    assert c["bound_vs_uniform"]["1/32"] == {"bound": 0.85, "uniform_h2": 0.885, "bound_orders": "2 2",
+                                             "bound_ssm_params": 40, "uniform_ssm_params": 40}
+    assert c["bound_holds"] == {"runs": 6, "sequences": 60, "violations": 1, "holds": False, "max_tightness": 1.2}
+    md = claims_markdown({"m": c}, rows)
+    assert "| 1/32 |" in md and "error" in md and "1 violations" in md
+    plot_accuracy(rows, "m", tmp_path / "a.png")
+    plot_bound(rows, tmp_path / "b.png")
+    assert (tmp_path / "a.png").stat().st_size > 1000 and (tmp_path / "b.png").stat().st_size > 1000
