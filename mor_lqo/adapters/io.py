@@ -285,12 +285,19 @@ def save(state_dict: Mapping, path, overwrite: bool = False) -> Path:
             torch.save(dict(state_dict) if isinstance(state_dict, CheckpointDict) else state_dict, tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return target
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _save_safetensors(state_dict: Mapping, tmp: str):

@@ -202,3 +202,17 @@ def test_safetensors_round_trip_without_the_safetensors_package(tmp_path, monkey
         for k in sd:
             assert src[k].dtype == sd[k].dtype
             np.testing.assert_array_equal(src[k], sd[k])
+
+
+def test_saved_file_has_umask_permissions(tmp_path):
+    import os
+    import stat
+
+    import numpy as np
+
+    from mor_lqo import adapters
+
+    p = adapters.save({"w": np.ones(3)}, tmp_path / "w.npz")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(os.stat(p).st_mode) == 0o666 & ~mask
