@@ -189,7 +189,7 @@ def _basis(s: np.ndarray, L: int, W) -> tuple[np.ndarray, np.ndarray]:
     return pw, _weighted(W, Phi)
 
 
-def _lm(t: np.ndarray, s: np.ndarray, W, iters: int, ridge: float, nu_lo: np.ndarray, ftol: float = 1e-10):
+def _lm(t: np.ndarray, s: np.ndarray, W, iters: int, ridge: float, nu_lo: np.ndarray, ftol: float = 1e-7):
     """Levenberg–Marquardt on the log-poles s = -e^nu + i theta (variable projection, Kaufman Jacobian).
 
     ``nu_lo`` (N,) bounds the decay rates from below (no pole slower than the slowest original mode).
@@ -243,42 +243,54 @@ def _lm(t: np.ndarray, s: np.ndarray, W, iters: int, ridge: float, nu_lo: np.nda
         lam[idx] = np.where(ok, lam[idx] / 3.0, lam[idx] * 4.0)
         small = ok & (rel < ftol)
         stall[idx] = np.where(small | ~ok, stall[idx] + 1, 0)
-        active[idx] = (lam[idx] < 1e10) & (stall[idx] < 6)
+        active[idx] = (lam[idx] < 1e10) & (stall[idx] < 4)
     return -np.exp(nu) + 1j * th, c, f
 
 
 def _candidate_grid(L: int) -> np.ndarray:
     """Shared log-pole candidates: decay rates 1e-4..3 (log-spaced) x angles (0, pi]."""
-    g = np.logspace(-4, math.log10(3.0), 18)
-    a = np.linspace(math.pi / (2 * L), math.pi, max(12, min(48, L)))
+    g = np.logspace(-4, math.log10(3.0), 16)
+    a = np.linspace(math.pi / (2 * L), math.pi, min(36, max(24, L)))
     return (-g[:, None] + 1j * a[None, :]).ravel()
 
 
 class _Candidates:
-    """Weighted candidate basis columns (N, G, L, 2) and their Gram matrices, cached when small."""
+    """Candidate basis columns for the greedy insertion, with their Gram matrices.
+
+    ``shared`` log-poles (G,) are common to all rows: without weights their columns (G, L, 2) and Gram
+    matrices are computed once; ``rows`` log-poles (N, n) are per row. Weighted columns are per row and
+    cached when small.
+    """
 
     _CACHE_MAX = 3e7  # floats
 
-    def __init__(self, cand: np.ndarray, W, L: int):
-        self.cand, self.W, self.L = cand, W, L
-        N, G = cand.shape
-        self.chunk = max(1, int(self._CACHE_MAX // max(1, N * L * 2)))
-        self.cache = [self._columns(g0) for g0 in range(0, G, self.chunk)] if G <= self.chunk else None
+    def __init__(self, shared: np.ndarray, rows: np.ndarray | None, W, N: int, L: int):
+        self.W, self.N, self.L = W, N, L
+        self.blocks: list = []
+        if W is None:
+            Phi = self._cols(shared[None])[0]  # (G, L, 2)
+            self.blocks.append(("shared", shared, Phi, np.einsum("gla,glb->gab", Phi, Phi)))
+        else:
+            chunk = max(1, int(self._CACHE_MAX // max(1, N * L * 2)))
+            for g0 in range(0, shared.size, chunk):
+                cs = np.broadcast_to(shared[g0 : g0 + chunk], (N, min(chunk, shared.size - g0)))
+                self.blocks.append(("rows", cs, None, None) if shared.size > chunk else self._row_block(cs))
+        if rows is not None and rows.size:
+            self.blocks.append(self._row_block(rows))
 
-    def _columns(self, g0: int):
-        cs = self.cand[:, g0 : g0 + self.chunk]
-        pw = np.exp(cs[:, :, None] * np.arange(self.L)[None, None, :])  # (N, g, L)
-        Phi = np.stack([pw.real, pw.imag], axis=-1)  # (N, g, L, 2)
+    def _cols(self, cs: np.ndarray) -> np.ndarray:
+        pw = np.exp(cs[..., None] * np.arange(self.L))  # (..., g, L)
+        return np.stack([pw.real, pw.imag], axis=-1)
+
+    def _row_block(self, cs: np.ndarray):
+        Phi = self._cols(cs)  # (N, g, L, 2)
         if self.W is not None:
             Phi = np.einsum("nij,ngjc->ngic", self.W, Phi, optimize=True)
-        return cs, Phi, np.einsum("ngla,nglb->ngab", Phi, Phi)
+        return ("rows", cs, Phi, np.einsum("ngla,nglb->ngab", Phi, Phi))
 
     def __iter__(self):
-        if self.cache is not None:
-            yield from self.cache
-        else:
-            for g0 in range(0, self.cand.shape[1], self.chunk):
-                yield self._columns(g0)
+        for blk in self.blocks:
+            yield blk if blk[2] is not None else self._row_block(blk[1])
 
 
 def _insert(t, W, s_cur, cands: _Candidates):
@@ -298,19 +310,33 @@ def _insert(t, W, s_cur, cands: _Candidates):
     best = np.full(N, -np.inf)
     choice = np.zeros(N, np.complex128)
     rows = np.arange(N)
-    for cs, Phi, gram in cands:
-        v = np.einsum("ngla,nl->nga", Phi, r)
-        if Q is not None:
-            A = np.einsum("nlk,ngla->ngka", Q, Phi, optimize=True)
-            gram = gram - np.einsum("ngka,ngkb->ngab", A, A)
-        tr = gram[..., 0, 0] + gram[..., 1, 1]
-        gram = gram + (1e-10 * np.abs(tr) + 1e-300)[..., None, None] * np.eye(2)
-        gain = np.einsum("nga,nga->ng", v, np.linalg.solve(gram, v[..., None])[..., 0])
+    for kind, cs, Phi, gram in cands:
+        if kind == "shared":  # Phi (G, L, 2), gram (G, 2, 2)
+            v = np.einsum("gla,nl->nga", Phi, r)
+            gram = np.broadcast_to(gram, (N,) + gram.shape)
+            if Q is not None:
+                A = np.einsum("nlk,gla->ngka", Q, Phi, optimize=True)
+                gram = gram - np.einsum("ngka,ngkb->ngab", A, A)
+            csn = np.broadcast_to(cs, (N, cs.size))
+        else:
+            v = np.einsum("ngla,nl->nga", Phi, r)
+            if Q is not None:
+                A = np.einsum("nlk,ngla->ngka", Q, Phi, optimize=True)
+                gram = gram - np.einsum("ngka,ngkb->ngab", A, A)
+            csn = cs
+        g11, g12, g22 = gram[..., 0, 0], gram[..., 0, 1], gram[..., 1, 1]
+        reg = 1e-10 * np.abs(g11 + g22) + 1e-300
+        g11, g22 = g11 + reg, g22 + reg
+        det = g11 * g22 - g12 * g12
+        v1, v2 = v[..., 0], v[..., 1]
+        with np.errstate(divide="ignore", invalid="ignore"):  # v^T G^{-1} v of the 2 x 2 Gram matrices
+            gain = (g22 * v1 * v1 - 2 * g12 * v1 * v2 + g11 * v2 * v2) / det
+        gain = np.where(np.isfinite(gain) & (det > 0), gain, -np.inf)
         j = np.argmax(gain, axis=1)
         gb = gain[rows, j]
         upd = gb > best
         best = np.where(upd, gb, best)
-        choice = np.where(upd, cs[rows, j], choice)
+        choice = np.where(upd, csn[rows, j], choice)
     return choice
 
 
@@ -365,7 +391,7 @@ def fit_finite_horizon(t: np.ndarray, q: int, *, W: np.ndarray | None = None, in
         slow = np.where(ok, -np.log(np.where(ok, a, 0.5)), np.inf).min(axis=1)
         nu_lo = np.where(np.isfinite(slow), np.log(np.maximum(slow, math.exp(_NU_BOUNDS[0]))), nu_lo)
     grid = _candidate_grid(L)
-    cand = np.broadcast_to(grid, (N, grid.size))
+    s_rows = None
     s_init = None
     if init is not None:
         init = np.asarray(init, np.complex128)
@@ -373,7 +399,7 @@ def fit_finite_horizon(t: np.ndarray, q: int, *, W: np.ndarray | None = None, in
         s_o = np.where(ok, np.log(np.where(ok, init, 0.5)), np.log(0.5))
         s_o = np.where(s_o.imag < 0, np.conj(s_o), s_o)
         s_o = s_o.real + 1j * np.maximum(s_o.imag, math.pi / (4 * L))
-        cand = np.concatenate([cand, s_o], axis=1)
+        s_rows = s_o
         if init.shape[1] >= q:
             a = np.abs(init) ** 2
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -381,7 +407,7 @@ def fit_finite_horizon(t: np.ndarray, q: int, *, W: np.ndarray | None = None, in
             score = np.where(ok, g if init_score is None else np.asarray(init_score, float), -1.0)
             sel = np.argsort(-score, axis=1, kind="stable")[:, :q]
             s_init = np.take_along_axis(s_o, sel, axis=1)
-    cset = _Candidates(cand, W, L)
+    cset = _Candidates(grid, s_rows, W, N, L)
     s_cur = np.zeros((N, 0), np.complex128)
     path = []
     f = np.sum(tw * tw, axis=1)
@@ -391,22 +417,28 @@ def fit_finite_horizon(t: np.ndarray, q: int, *, W: np.ndarray | None = None, in
         new = np.maximum(new.real, -np.exp(_NU_BOUNDS[1])) + 1j * new.imag
         new = np.minimum(new.real, -np.exp(nu_lo)) + 1j * new.imag
         s_cur = np.concatenate([s_cur, new[:, None]], axis=1)
-        s_cur, c, f = _lm(tw, s_cur, W, iters if k == q else max(15, iters // 4), ridge, nu_lo)
+        s_cur, c, f = _lm(tw, s_cur, W, iters if k == q else max(10, iters // 8), ridge, nu_lo)
         if return_path:
             path.append(_to_modes(s_cur, c, kappa) + (f.copy(),))
     for j in range(q if q > 1 and sweep else 0):  # one exchange sweep: re-insert each pole given the others
         rest = np.delete(s_cur, j, axis=1)
         new = _insert(tw, W, rest, cset)
         new = np.minimum(np.maximum(new.real, -np.exp(_NU_BOUNDS[1])), -np.exp(nu_lo)) + 1j * new.imag
-        s2, c2, f2 = _lm(tw, np.concatenate([rest, new[:, None]], axis=1), W, max(15, iters // 4), ridge, nu_lo)
+        s2, c2, f2 = _lm(tw, np.concatenate([rest, new[:, None]], axis=1), W, max(10, iters // 8), ridge, nu_lo)
         better = f2 < f * (1 - 1e-12)
         s_cur = np.where(better[:, None], s2, s_cur)
         c = np.where(better[:, None], c2, c)
         f = np.where(better, f2, f)
     if q > 1 and sweep:
         s_cur, c, f = _lm(tw, s_cur, W, iters, ridge, nu_lo)
-    if s_init is not None:
-        s2, c2, f2 = _lm(tw, s_init, W, iters, ridge, nu_lo)
+    if s_init is not None:  # never worse than the dominant-mode start: LM from it where it is better
+        _, Phi0 = _basis(s_init, L, W)
+        f0 = _vp(Phi0, tw, ridge)[2]
+        rows = np.flatnonzero(f0 < f)
+        s2, c2, f2 = s_cur.copy(), c.copy(), f.copy()
+        if rows.size:
+            s2[rows], c2[rows], f2[rows] = _lm(tw[rows], s_init[rows], None if W is None else W[rows], iters,
+                                               ridge, nu_lo[rows])
         better = f2 < f
         s_cur = np.where(better[:, None], s2, s_cur)
         c = np.where(better[:, None], c2, c)
