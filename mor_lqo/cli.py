@@ -169,6 +169,33 @@ def _load_data(path: str):
     return x, y
 
 
+def _save(state_dict, path: Path, metadata: dict) -> None:
+    """Write a compressed checkpoint as safetensors, atomically.
+
+    Flat numpy state dicts are written by the package's own numpy writer (no ``safetensors`` package
+    needed); anything else (torch tensors, nested dicts) goes through :func:`mor_lqo.adapters.save`.
+    """
+    from .adapters import save as save_checkpoint
+    from .deep.data import write_safetensors
+
+    flat = isinstance(state_dict, dict) and all(isinstance(v, np.ndarray) for v in state_dict.values())
+    if not flat:
+        save_checkpoint(state_dict, path, overwrite=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=str(path.parent))
+    os.close(fd)
+    try:
+        write_safetensors(tmp, state_dict, metadata)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return a.exists() and b.exists() and os.path.samefile(a, b)
@@ -308,10 +335,8 @@ def _cmd_compress(args) -> int:
     report["timings"] = dict(res.timings)
 
     # -- write -------------------------------------------------------------------------------------------
-    from .adapters import save as save_checkpoint
-
     try:
-        save_checkpoint(res.state_dict, ckpt_path, overwrite=True)
+        _save(res.state_dict, ckpt_path, {"mor_lqo": __version__, "method": res.method, "source": source})
     except CheckpointError as exc:
         raise CLIError(str(exc), EXIT_FILE) from exc
     report["output"] = {"checkpoint": str(ckpt_path)}

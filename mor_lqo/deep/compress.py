@@ -584,8 +584,25 @@ def _rom_to_modes(rom, full: HalfModes, kappa: float, sign: int, rank: int | Non
     return replace(hm, M=M)
 
 
+def _single_blas():
+    """Single-threaded BLAS inside a task (threadpoolctl, if installed): the work is many small batched
+    products, and the tasks themselves run in parallel."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - optional
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def _reduce_task(task: dict) -> dict:
     """Worker entry point: reduce the units of one chunk (picklable, top level)."""
+    with _single_blas():
+        return _reduce_task_impl(task)
+
+
+def _reduce_task_impl(task: dict) -> dict:
     method, r = task["method"], int(task["r"])
     modes: list[HalfModes] = task["modes"]
     dts: list[float] = task["dt"]
@@ -623,7 +640,7 @@ def _reduce_task(task: dict) -> dict:
                 sc = (_weighted_mode_scores(sub, Wt, L) if Wt is not None
                       else _weighted_mode_scores(sub, np.broadcast_to(np.eye(L), (len(sub), L, L)), L))
                 mu, Ch, _ = fit_finite_horizon(t, r // 2, W=Wt, init=lam, init_score=sc, kappa=sub[0].kappa,
-                                               iters=opts.get("iters", 120))
+                                               iters=opts.get("iters", 60))
                 red = [HalfModes(lam=mu[j], B=np.ones((r // 2, 1)), C=Ch[j][None, :], D=hm.D, kappa=hm.kappa)
                        for j, hm in enumerate(sub)]
             else:
@@ -1289,6 +1306,11 @@ def _uniform_for_budget(budget: float, blocks, pm) -> dict[str, int]:
 # ---------------------------------------------------------------------------------------------
 def _ladder_task(task: dict) -> dict:
     """Worker: reduced units for every candidate order (finite-horizon fits / modal ranking)."""
+    with _single_blas():
+        return _ladder_task_impl(task)
+
+
+def _ladder_task_impl(task: dict) -> dict:
     modes: list[HalfModes] = task["modes"]
     L = task["length"]
     cands = sorted(task["candidates"])
@@ -1300,7 +1322,7 @@ def _ladder_task(task: dict) -> dict:
             c < modes[0].real_order for c in cands) else 0
         if qmax:
             _, _, _, path = fit_finite_horizon(t, qmax, init=lam, kappa=modes[0].kappa, return_path=True,
-                                               iters=task.get("options", {}).get("iters", 120), sweep=False)
+                                               iters=task.get("options", {}).get("iters", 60), sweep=False)
             for c in cands:
                 if c < modes[0].real_order:
                     mu, Ch, _ = path[c // 2 - 1]
