@@ -99,17 +99,17 @@ def bench_synthetic(lengths, methods) -> list[dict]:
     return rows
 
 
-def bench_accuracy(ratios) -> list[dict]:
+def bench_accuracy(ratios, models=("s4d", "lqo"), methods=None) -> list[dict]:
     from mor_lqo.deep import load_bundled_model, load_test_split
     from mor_lqo.deep.compress import METHODS, compress
 
     x, y = load_test_split()
     rows = []
-    for name in ("s4d", "lqo"):
+    for name in models:
         m = load_bundled_model(name)
         a0 = m.accuracy(x, y)
         p0 = m.num_parameters()
-        for method in METHODS:
+        for method in methods or METHODS:
             for ratio in ratios:
                 t0 = time.perf_counter()
                 try:
@@ -139,6 +139,8 @@ def main(argv=None):
     ap.add_argument("--ratios", nargs="+", default=["1/4", "1/8", "1/16", "1/32"])
     ap.add_argument("--length", nargs="+", type=int, default=[64, 256])
     ap.add_argument("--methods", nargs="+", default=["modal", "h2"])
+    ap.add_argument("--models", nargs="+", default=["s4d", "lqo"], help="bundled models for --accuracy")
+    ap.add_argument("--accuracy-methods", nargs="+", default=None, help="methods for --accuracy (default all)")
     ap.add_argument("--json", help="write all results to this JSON file")
     args = ap.parse_args(argv)
     out = {}
@@ -147,7 +149,7 @@ def main(argv=None):
     if not args.skip_synthetic:
         out["synthetic"] = bench_synthetic(args.length, args.methods)
     if args.accuracy:
-        out["accuracy"] = bench_accuracy(args.ratios)
+        out["accuracy"] = bench_accuracy(args.ratios, args.models, args.accuracy_methods)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2, default=str))
     return out

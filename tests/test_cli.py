@@ -46,6 +46,12 @@ def test_main_job_bundled_model(tmp_path, capsys):
     x, y = load_test_split()
     assert 100 * S4DModel.from_state_dict(sd).accuracy(x, y) == pytest.approx(acc["after"])
     assert (out / "compression.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    for f in ("report.json", "compression.png", "s4d_mnist1d_compressed.safetensors"):
+        assert (out / f).stat().st_mode & 0o777 == 0o666 & ~mask
 
 
 def test_user_checkpoint_without_data(ckpt, tmp_path, capsys):
