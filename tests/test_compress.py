@@ -280,6 +280,8 @@ def test_errors(s4d_model, rng):
         compress(s4d_model, budget=10, progress=False)
     with pytest.raises(CompressionError, match="calibration inputs"):
         compress(s4d_model, method="bound", progress=False)
+    with pytest.raises(CompressionError, match="allocates the orders"):
+        compress(s4d_model, method="bound", order=2, inputs=rng.standard_normal((2, 5)), progress=False)
     with pytest.raises(CompressionError, match="unknown blocks"):
         compress(s4d_model, order={"nope.": 2}, progress=False)
     with pytest.raises(LayoutError):

@@ -1122,6 +1122,8 @@ def compress(model_or_state_dict, method: str = DEFAULT_METHOD, ratio=None, orde
             raise CompressionError("method='bound' needs a reference model (s4d or lqo layout)")
         if x_cal is None:
             raise CompressionError("method='bound' needs calibration inputs (inputs=...) to evaluate the bound")
+        if order is not None:
+            raise CompressionError("method='bound' allocates the orders itself: give ratio or budget, not order")
     if order is not None:
         orders = _orders_from(order, lti)
     elif ratio is not None and method != "bound":
