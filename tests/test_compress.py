@@ -23,6 +23,7 @@ from mor_lqo.deep.compress import (
     fit_quadratic,
     lag_weights,
     parse_ratio,
+    refit_readout,
 )
 from mor_lqo.errors import CheckpointError, LayoutError
 
@@ -147,6 +148,31 @@ def test_fit_quadratic_exact_and_optimal(rng):
     _, q_cut = lqo_block_h2_errors(_params(full), _params(red), L)
     assert q_fit <= q_cut * (1 + 1e-8)
     assert np.allclose(Mh, np.conj(np.swapaxes(Mh, 1, 2)))
+
+
+def test_refit_readout_exact_and_never_worse(rng):
+    full = _lqo_modes(rng, H=3, P=6, R=2)
+    keep = np.array([1, 2, 4])
+    # readouts that live on the kept modes are recovered exactly (C and M), the rank stays <= R
+    C = np.zeros_like(full.C)
+    C[:, keep] = full.C[:, keep]
+    M = np.zeros_like(full.M)
+    M[:, keep[:, None], keep[None, :]] = full.M[:, keep[:, None], keep[None, :]]
+    f2 = HalfModes(lam=full.lam, B=full.B, C=C, D=full.D, kappa=1.0, M=M)
+    red = f2.select(keep)
+    wrong = HalfModes(lam=red.lam, B=red.B, C=0 * red.C, D=red.D, kappa=1.0, M=0 * red.M)
+    fit = refit_readout(f2, wrong, 25, rank=2)
+    assert np.allclose(fit.C, red.C, rtol=1e-8, atol=1e-10)
+    assert np.allclose(fit.M, red.M, rtol=1e-6, atol=1e-9)
+    # general case: the finite-horizon error does not increase
+    L = 25
+    red = full.select(keep)
+    fit = refit_readout(full, red, L, rank=2)
+    lin0, q0 = lqo_block_h2_errors(_params(full), _params(red), L)
+    lin1, q1 = lqo_block_h2_errors(_params(full), _params(fit), L)
+    assert lin1[-1] <= lin0[-1] * (1 + 1e-10)
+    assert all(np.linalg.matrix_rank(Mj, tol=1e-9 * np.abs(Mj).max()) <= 2 for Mj in fit.M)
+    assert np.all(np.linalg.eigvalsh(fit.M) >= -1e-9 * np.abs(fit.M).max())
 
 
 # ---------------------------------------------------------------------------------------------

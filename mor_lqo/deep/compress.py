@@ -88,6 +88,7 @@ __all__ = [
     "fit_quadratic",
     "lag_weights",
     "lqo_mode_scores",
+    "refit_readout",
 ]
 
 METHODS = ("modal", "bt", "irka", "tsia", "h2", "bound")
@@ -728,11 +729,40 @@ def lqo_mode_scores(model: LQOModel, i: int, U: np.ndarray) -> np.ndarray:
     return score
 
 
+def refit_readout(full: HalfModes, red: HalfModes, horizon: int, rank: int | None = None) -> HalfModes:
+    r"""Finite-horizon h2-optimal readouts for fixed reduced poles and input matrix (MIMO blocks).
+
+    :math:`\hat C` minimises :math:`\sum_{i<L}\|h_1(i) - \hat h_1(i)\|_F^2` of the real linear Markov
+    parameters (least squares, shared design over the outputs); :math:`\hat M_j` minimises the
+    finite-horizon quadratic-kernel error (:func:`fit_quadratic`) and is then projected onto PSD matrices
+    of rank ≤ ``rank`` (the layout's factor).
+    """
+    L = int(horizon)
+    pw = np.power(full.lam[:, None], np.arange(L))
+    h = full.kappa * np.einsum("jp,pl,pm->ljm", full.C, pw, full.B, optimize=True).real  # (L, p, m)
+    G = np.power(red.lam[:, None], np.arange(L))[:, :, None] * red.B[:, None, :]  # (q, L, m)
+    F = red.kappa * np.concatenate([G.real, -G.imag], axis=0).reshape(2 * red.n, -1).T  # (L m, 2q)
+    Y = h.transpose(0, 2, 1).reshape(-1, h.shape[1])  # (L m, p)
+    th = np.linalg.lstsq(F, Y, rcond=1e-10)[0]
+    out = replace(red, C=(th[: red.n] + 1j * th[red.n :]).T)
+    if full.M is not None:
+        M, _ = _psd_project(fit_quadratic(full, out, horizon=L), rank)
+        out = replace(out, M=M)
+    return out
+
+
 def _mimo_h2(hm: HalfModes, r: int, dt: float, score, kappa, sign, rank, L, opts, notes) -> HalfModes:
-    """MIMO/LQO block: h2_gradient from the (data-ranked) modal start; the better of start and result."""
+    """MIMO/LQO block: h2_gradient from the (data-ranked) modal start with finite-horizon h2-optimal
+    readouts (when L is known); the better of start and result in the finite-horizon error."""
     import mor_lqo
 
     start = _select_by_score(hm, r, score) if score is not None else modal_reducer(hm, r, L)
+    if L is not None:
+        refit = refit_readout(hm, start, L, rank)
+        if _unit_errors([hm], [refit], [dt], L)["h2_error_L"][0] <= _unit_errors([hm], [start], [dt], L)[
+                "h2_error_L"][0]:
+            start = refit
+            notes.append(f"modal start with finite-horizon (L={L}) h2-optimal readouts C, M")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
