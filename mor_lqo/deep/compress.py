@@ -1517,6 +1517,10 @@ def _refine_joint(blocks, orders, ladders, weights, L, options) -> dict:
         (u,) = b.units
         if r >= b.order:
             continue
+        hm0 = refit_readout(u.modes, ladders[b.name][r][0], L, b.meta.get("R"))
+        if _unit_errors([u.modes], [hm0], [u.system.dt], L)["h2_error_L"][0] <= _unit_errors(
+                [u.modes], [ladders[b.name][r][0]], [u.system.dt], L)["h2_error_L"][0]:
+            ladders[b.name][r] = [hm0]
         hm0 = ladders[b.name][r][0]
         w = max(float(weights.get(b.name, 1.0)), 1e-12)
         objs.append(H2Objective(u.system, r, weight=w))
