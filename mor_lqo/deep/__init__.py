@@ -3,6 +3,8 @@
 The torch training twins live in :mod:`mor_lqo.deep.torch_models` (optional extra; not imported here).
 """
 
+from .bound import BoundEvaluator, BoundResult, measured_output_error, output_error_bound
+from .compress import METHODS, CompressionError, CompressionResult, compress, fit_finite_horizon
 from .data import (
     BUNDLED_MODELS,
     bundled_model_path,
@@ -26,4 +28,13 @@ __all__ = [
     "load_test_split",
     "read_safetensors",
     "write_safetensors",
+    "compress",
+    "CompressionResult",
+    "CompressionError",
+    "METHODS",
+    "fit_finite_horizon",
+    "output_error_bound",
+    "BoundResult",
+    "BoundEvaluator",
+    "measured_output_error",
 ]
