@@ -9,6 +9,7 @@ equal the core's dense Gramians of ``sys.realify()``; continuous channels agree 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 
 import control as ct
 import numpy as np
@@ -254,7 +255,7 @@ def test_realified_gramians_batch_equal_core(s4d):
 def test_batch_bt_equals_single_bt(s4d, r):
     snapshot = [(s.half[0].copy(), s.half[1].copy(), s.half[2].copy()) for s in s4d]
     res = reduce_batch(s4d, r, method="bt")
-    assert isinstance(res, BatchResult) and isinstance(res, list) and len(res) == len(s4d)
+    assert isinstance(res, BatchResult) and isinstance(res, Sequence) and len(res) == len(s4d)
     assert res.info["vectorised"] and res.method == "bt"
     for i, sys in enumerate(s4d):
         single = balanced_truncation(sys, r)

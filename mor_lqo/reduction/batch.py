@@ -36,6 +36,7 @@ form), with closed Cauchy forms against the conjugation-closed 2n form of each c
 
 from __future__ import annotations
 
+import operator
 import os
 import warnings
 from collections.abc import Sequence
@@ -46,6 +47,7 @@ from numba import njit
 
 from .._validation import check_order
 from ..errors import OrderError, ShapeError, UnstableSystemError
+from ..kernels.bt_pairs_numba import bt_pairs_one_factor, output_energy, real_gramians_into
 from ..systems import LQOSystem
 from .balanced import HSVSplitWarning, UnstableROMWarning, _single_threaded_blas, balanced_truncation
 from .modal import modal_truncation
@@ -57,14 +59,16 @@ _METHODS = {"bt": "bt", "balanced_truncation": "bt", "modal": "modal", "modal_tr
             "h2": "h2", "h2_gradient": "h2"}
 _COND_MAX = 1e8  # eigenvector condition above which a reduced channel is kept in real dense form
 _SPLIT_RTOL = 1e-8
+_ONE_FACTOR_MIN_RATIO = 1e-10  # sigma_r^2 / sigma_1^2 below which the two-factor SVD path is used
 
 
 # --------------------------------------------------------------------------------------------- result
-class BatchResult(list):
-    """Result of :func:`reduce_batch`: a list of per-channel :class:`ReductionResult` plus arrays.
+class BatchResult(Sequence):
+    """Result of :func:`reduce_batch`: a sequence of per-channel :class:`ReductionResult` plus arrays.
 
-    Being a list, ``result[i].rom``, ``len(result)`` and iteration work as for a list of results;
-    the stacked quantities are available as arrays.
+    ``result[i].rom``, ``len(result)``, slicing and iteration work as for a list of results. On the
+    vectorised paths the per-channel objects are built on first access (cached), so code that only
+    uses the stacked arrays pays nothing for them.
 
     Attributes
     ----------
@@ -89,9 +93,15 @@ class BatchResult(list):
         ``vectorised`` (bool) and method-specific entries.
     """
 
-    def __init__(self, results, *, method, h2_errors, h2_norms, hsv=None, error_bounds=None,
-                 paired=None, lam=None, B=None, C=None, scale=None, info=None):
-        super().__init__(results)
+    def __init__(self, results=None, *, method, h2_errors, h2_norms, hsv=None, error_bounds=None,
+                 paired=None, lam=None, B=None, C=None, scale=None, info=None, factory=None):
+        if results is None:
+            if factory is None:
+                raise TypeError("BatchResult needs results or a factory")
+            self._items = [None] * len(h2_errors)
+        else:
+            self._items = list(results)
+        self._factory = factory
         self.method = method
         self.h2_errors = np.asarray(h2_errors, float)
         self.h2_norms = np.asarray(h2_norms, float)
@@ -102,6 +112,26 @@ class BatchResult(list):
         self.lam, self.B, self.C = lam, B, C
         self.scale = scale
         self.info = {} if info is None else info
+        for arr in (self.h2_errors, self.h2_norms, self.hsv, self.error_bounds, self.paired, lam, B, C, scale):
+            if isinstance(arr, np.ndarray):  # the lazily built results read these arrays
+                arr.setflags(write=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        i = operator.index(index)
+        n = len(self._items)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"index {index} out of range for {n} results")
+        item = self._items[i]
+        if item is None:
+            item = self._items[i] = self._factory(i)
+        return item
 
     @property
     def roms(self) -> list:
@@ -264,7 +294,6 @@ def _nb_gram_factors(lam, B, C, kappa, discrete):  # pragma: no cover - compiled
     """Realified Gramians of conjugate-pair channels (module docstring), their pivoted-Cholesky
     factors (zero-padded to (N, 2n, 2n)), ranks and the squared norms tr(C_r P_r C_r^T)."""
     N, n = lam.shape
-    m = B.shape[2]
     p = C.shape[1]
     d = 2 * n
     ZP = np.zeros((N, d, d))
@@ -275,51 +304,8 @@ def _nb_gram_factors(lam, B, C, kappa, discrete):  # pragma: no cover - compiled
     Qr = np.empty((d, d))
     Cr = np.empty((p, d))
     for c in range(N):
-        k2 = kappa[c] * kappa[c] / 2
-        for i in range(n):
-            li = lam[c, i]
-            for k in range(n):
-                lk = lam[c, k]
-                if discrete:
-                    K = 1.0 / (1.0 - li * np.conj(lk))
-                    Kt = 1.0 / (1.0 - li * lk)
-                else:
-                    K = -1.0 / (li + np.conj(lk))
-                    Kt = -1.0 / (li + lk)
-                bb = 0j
-                bt = 0j
-                for q in range(m):
-                    bb += B[c, i, q] * np.conj(B[c, k, q])
-                    bt += B[c, i, q] * B[c, k, q]
-                cc = 0j
-                ct = 0j
-                for q in range(p):
-                    cc += C[c, q, i] * np.conj(C[c, q, k])
-                    ct += C[c, q, i] * C[c, q, k]
-                P = bb * K
-                Pt = bt * Kt
-                Qh = cc * K
-                Qt = ct * Kt
-                Pr[i, k] = 0.5 * (P.real + Pt.real)
-                Pr[i, n + k] = 0.5 * (Pt.imag - P.imag)
-                Pr[n + i, k] = 0.5 * (Pt.imag + P.imag)
-                Pr[n + i, n + k] = 0.5 * (P.real - Pt.real)
-                Qr[i, k] = k2 * (Qh.real + Qt.real)
-                Qr[i, n + k] = k2 * (Qh.imag - Qt.imag)
-                Qr[n + i, k] = -k2 * (Qt.imag + Qh.imag)
-                Qr[n + i, n + k] = k2 * (Qh.real - Qt.real)
-        for q in range(p):
-            for i in range(n):
-                Cr[q, i] = kappa[c] * C[c, q, i].real
-                Cr[q, n + i] = -kappa[c] * C[c, q, i].imag
-        acc = 0.0
-        for q in range(p):
-            for i in range(d):
-                t = 0.0
-                for k in range(d):
-                    t += Pr[i, k] * Cr[q, k]
-                acc += Cr[q, i] * t
-        norm2[c] = acc
+        real_gramians_into(lam[c], B[c], C[c], kappa[c], discrete, Pr, Qr, Cr)
+        norm2[c] = output_energy(Pr, Cr)
         rank[c, 0] = _nb_pchol(Pr, ZP[c])
         rank[c, 1] = _nb_pchol(Qr, ZQ[c])
     return ZP, ZQ, rank, norm2
@@ -404,8 +390,8 @@ def _nthreads(N: int) -> int:
     return max(1, min(ncpu, 8, N // 64))
 
 
-def _bt_chunk(lam, B, C, kappa, r, discrete):
-    """Square-root BT of a chunk of channels up to the real reduced matrices."""
+def _bt_chunk_two_factor(lam, B, C, kappa, r, discrete):
+    """Two-factor square-root BT (both pivoted-Cholesky factors, SVD of Z_P^T Z_Q) of a chunk."""
     ZP, ZQ, ranks, norm2 = _nb_gram_factors(lam, B, C, kappa, discrete)
     H = np.swapaxes(ZP, 1, 2) @ ZQ
     s = np.linalg.svd(H, compute_uv=False)
@@ -417,7 +403,29 @@ def _bt_chunk(lam, B, C, kappa, r, discrete):
     return Ah, Bh, Ch, s, norm2, bad
 
 
-def bt_pairs_batch(lam, B, C, r: int, *, discrete: bool, scale=2.0) -> dict:
+def _bt_chunk(lam, B, C, kappa, r, discrete, method="auto"):
+    """Square-root BT of a chunk of channels up to the real reduced matrices.
+
+    ``method="auto"``: the one-factor kernel (:mod:`mor_lqo.kernels.bt_pairs_numba`) for every channel
+    whose sigma_r^2 > ``_ONE_FACTOR_MIN_RATIO`` sigma_1^2, the two-factor SVD path for the others;
+    ``"two_factor"``: the SVD path for all. Returns (Ah, Bh, Ch, hsv, norm2, bad, n_two_factor).
+    """
+    if method == "two_factor":
+        out = _bt_chunk_two_factor(lam, B, C, kappa, r, discrete)
+        return (*out, lam.shape[0])
+    Ah, Bh, Ch, hsv, norm2, ok = bt_pairs_one_factor(lam, B, C, kappa, r, discrete, _ONE_FACTOR_MIN_RATIO)
+    bad = np.zeros(lam.shape[0], bool)
+    redo = np.flatnonzero(~ok)
+    if redo.size:
+        A2, B2, C2, s2, _, bad2 = _bt_chunk_two_factor(lam[redo], B[redo], C[redo], kappa[redo], r, discrete)
+        hsv[redo] = s2
+        bad[redo] = bad2
+        if A2 is not None:
+            Ah[redo], Bh[redo], Ch[redo] = A2, B2, C2
+    return Ah, Bh, Ch, hsv, norm2, bad, redo.size
+
+
+def bt_pairs_batch(lam, B, C, r: int, *, discrete: bool, scale=2.0, algorithm: str = "auto") -> dict:
     r"""Balanced truncation of N conjugate-pair channels (arrays in, arrays out).
 
     Parameters
@@ -431,6 +439,13 @@ def bt_pairs_batch(lam, B, C, r: int, *, discrete: bool, scale=2.0) -> dict:
     discrete : bool
     scale : float or ndarray (N,)
         Output factor :math:`\kappa` (see :meth:`LQOSystem.conjugate_pairs`).
+    algorithm : {"auto", "two_factor"}
+        ``"auto"``: one-factor square-root BT (:mod:`mor_lqo.kernels.bt_pairs_numba`: one pivoted
+        Cholesky factor, one tridiagonalisation of :math:`Z_P^T Q Z_P`) for every channel with
+        :math:`\sigma_r^2 > 10^{-10}\sigma_1^2`, the two-factor path for the others;
+        ``"two_factor"``: both Cholesky factors and the SVD of :math:`Z_P^T Z_Q` for every channel
+        (Hankel singular values to full relative accuracy down to :math:`\epsilon\sigma_1`; the
+        one-factor values have absolute error :math:`\sim\epsilon\sigma_1^2/\sigma_k`).
 
     Returns
     -------
@@ -440,7 +455,8 @@ def bt_pairs_batch(lam, B, C, r: int, *, discrete: bool, scale=2.0) -> dict:
         full channels; ``paired`` (N,) bool; ``lam_h`` (N, r/2), ``B_h``, ``C_h``: conjugate-pair
         form of the ROMs (NaN where not paired); ``err2`` (N,) squared h2 errors (``inf`` for
         unstable ROMs, NaN where they must be evaluated densely: see ``dense``); ``dense`` (N,)
-        bool: channels whose modal form is ill-conditioned; ``stable`` (N,) bool; ``kappa`` (N,).
+        bool: channels whose modal form is ill-conditioned; ``stable`` (N,) bool; ``kappa`` (N,);
+        ``two_factor`` (int): number of channels reduced by the two-factor path.
 
     Notes
     -----
@@ -457,7 +473,10 @@ def bt_pairs_batch(lam, B, C, r: int, *, discrete: bool, scale=2.0) -> dict:
     kappa = np.ascontiguousarray(np.broadcast_to(np.asarray(scale, float), (N,)))
     nt = _nthreads(N)
     bounds = np.linspace(0, N, nt + 1).astype(int)
-    args = [(lam[a:b], B[a:b], C[a:b], kappa[a:b], r, bool(discrete)) for a, b in zip(bounds[:-1], bounds[1:])]
+    if algorithm not in ("auto", "two_factor"):
+        raise ValueError(f"algorithm must be 'auto' or 'two_factor', got {algorithm!r}")
+    args = [(lam[a:b], B[a:b], C[a:b], kappa[a:b], r, bool(discrete), algorithm)
+            for a, b in zip(bounds[:-1], bounds[1:])]
     with _single_threaded_blas():
         if nt == 1:
             parts = [_bt_chunk(*args[0])]
@@ -522,7 +541,7 @@ def bt_pairs_batch(lam, B, C, r: int, *, discrete: bool, scale=2.0) -> dict:
     err2[~stable] = np.inf
     return {"A": Ah, "B": Bh, "C": Ch, "hsv": hsv, "norm2": norm2, "paired": paired, "lam_h": lam_h,
             "B_h": B_h, "C_h": C_h, "err2": err2, "dense": ~good & stable, "stable": stable,
-            "kappa": kappa}
+            "kappa": kappa, "two_factor": int(sum(x[6] for x in parts))}
 
 
 # --------------------------------------------------------------------------------------------- modal
@@ -689,33 +708,38 @@ def _bt_result(systems, r, lam, B, C, kappa, disc, fd) -> BatchResult:
     norms = np.sqrt(out["norm2"] + fd)
     hsv = out["hsv"]
     bounds = 2 * np.sum(hsv[:, r:], axis=1)
-    results = []
-    for i, s in enumerate(systems):
-        if out["paired"][i]:
+    paired = out["paired"]
+
+    def build(i: int) -> ReductionResult:
+        s = systems[i]
+        if paired[i]:
             rom = _pair_rom(s, out["lam_h"][i], out["B_h"][i], out["C_h"][i], kappa[i])
         else:
             rom = _dense_rom(s, out["A"][i], out["B"][i], out["C"][i])
-        results.append(ReductionResult(rom=rom, h2_error=float(errs[i]), h2_norm=float(norms[i]),
-                                       method="bt", hsv=hsv[i], error_bound=float(bounds[i]),
-                                       info={"batch_index": i, "paired": bool(out["paired"][i])}))
-    return BatchResult(results, method="bt", h2_errors=errs, h2_norms=norms, hsv=hsv,
-                       error_bounds=bounds, paired=out["paired"], lam=out["lam_h"], B=out["B_h"],
-                       C=out["C_h"], scale=kappa, info={"vectorised": True, "N": N})
+        return ReductionResult(rom=rom, h2_error=float(errs[i]), h2_norm=float(norms[i]), method="bt",
+                               hsv=hsv[i], error_bound=float(bounds[i]),
+                               info={"batch_index": i, "paired": bool(paired[i])})
+
+    return BatchResult(None, method="bt", h2_errors=errs, h2_norms=norms, hsv=hsv,
+                       error_bounds=bounds, paired=paired, lam=out["lam_h"], B=out["B_h"],
+                       C=out["C_h"], scale=kappa, factory=build,
+                       info={"vectorised": True, "N": N, "two_factor": out["two_factor"]})
 
 
 def _modal_result(systems, r, lam, B, C, kappa, disc, fd) -> BatchResult:
     out = _modal_pairs_batch(lam, B, C, kappa, r, disc)
     errs = np.sqrt(out["err2"])
     norms = np.sqrt(out["norm2"] + fd)
-    results = []
-    for i, s in enumerate(systems):
-        rom = _pair_rom(s, out["lam_h"][i], out["B_h"][i], out["C_h"][i], kappa[i])
-        results.append(ReductionResult(rom=rom, h2_error=float(errs[i]), h2_norm=float(norms[i]),
-                                       method="modal",
-                                       info={"batch_index": i, "kept": out["kept"][i], "paired": True}))
-    return BatchResult(results, method="modal", h2_errors=errs, h2_norms=norms,
+
+    def build(i: int) -> ReductionResult:
+        rom = _pair_rom(systems[i], out["lam_h"][i], out["B_h"][i], out["C_h"][i], kappa[i])
+        return ReductionResult(rom=rom, h2_error=float(errs[i]), h2_norm=float(norms[i]), method="modal",
+                               info={"batch_index": i, "kept": out["kept"][i], "paired": True})
+
+    return BatchResult(None, method="modal", h2_errors=errs, h2_norms=norms,
                        paired=np.ones(len(systems), bool), lam=out["lam_h"], B=out["B_h"], C=out["C_h"],
-                       scale=kappa, info={"vectorised": True, "kept": out["kept"], "scores": out["scores"]})
+                       scale=kappa, factory=build,
+                       info={"vectorised": True, "kept": out["kept"], "scores": out["scores"]})
 
 
 def _h2_result(systems, r, lam, B, C, kappa, disc, fd, kw) -> BatchResult:
@@ -730,17 +754,17 @@ def _h2_result(systems, r, lam, B, C, kappa, disc, fd, kw) -> BatchResult:
     norms = np.sqrt(_half_norms(lam, B, C, kappa, disc) + fd)
     conv = np.asarray(res.converged, bool)
     its = np.asarray(res.iterations, int)
-    results = []
-    for i, s in enumerate(systems):
-        rom = _pair_rom(s, res.lam[i], res.B[i], res.C[i], kappa[i])
-        results.append(ReductionResult(rom=rom, h2_error=float(errs[i]), h2_norm=float(norms[i]),
-                                       method="h2", converged=bool(conv[i]), iterations=int(its[i]),
-                                       info={"batch_index": i, "paired": True,
-                                             "init_error": float(res.init_error[i]),
-                                             "grad_norm": float(res.grad_norm[i])}))
-    return BatchResult(results, method="h2", h2_errors=errs, h2_norms=norms,
+
+    def build(i: int) -> ReductionResult:
+        rom = _pair_rom(systems[i], res.lam[i], res.B[i], res.C[i], kappa[i])
+        return ReductionResult(rom=rom, h2_error=float(errs[i]), h2_norm=float(norms[i]), method="h2",
+                               converged=bool(conv[i]), iterations=int(its[i]),
+                               info={"batch_index": i, "paired": True, "init_error": float(res.init_error[i]),
+                                     "grad_norm": float(res.grad_norm[i])})
+
+    return BatchResult(None, method="h2", h2_errors=errs, h2_norms=norms,
                        paired=np.ones(len(systems), bool), lam=res.lam, B=res.B, C=res.C, scale=kappa,
-                       info={"vectorised": True, "converged": conv, "iterations": its})
+                       factory=build, info={"vectorised": True, "converged": conv, "iterations": its})
 
 
 def _loop(systems, r, method, kw) -> BatchResult:
