@@ -51,13 +51,14 @@ def main(quick=False):
         for n in sizes:
             A, B, C = stable_dense(n, discrete, rng)
             dt = 1.0 if discrete else 0.0
-            t_ours, v = best_of(lambda: ml.h2_norm(ml.LQOSystem(A, B, C, dt=dt, convention="standard")), k)
+            t_ours, v = best_of(
+                lambda A=A, B=B, C=C, dt=dt: ml.h2_norm(ml.LQOSystem(A, B, C, dt=dt, convention="standard")), k)
             sys = ct.ss(A, B, C, np.zeros((2, 2)), 1.0 if discrete else 0)
-            t_ct, ref = best_of(lambda: ct.norm(sys, 2, method="slycot"), k)
+            t_ct, ref = best_of(lambda sys=sys: ct.norm(sys, 2, method="slycot"), k)
             kind = "discrete" if discrete else "continuous"
             row(f"dense real h2 norm {kind} n={n}", t_ours, t_ct, "control.norm (slycot)", abs(v - ref) / ref)
 
-            def scipy_norm():
+            def scipy_norm(A=A, B=B, C=C, discrete=discrete):
                 if discrete:
                     P = sla.solve_discrete_lyapunov(A, B @ B.T)
                 else:
