@@ -5,6 +5,7 @@ Usage::
     python -m benchmarks.train_mnist1d --model s4d --out mor_lqo/data/s4d_mnist1d.safetensors \
         --test-split-out mor_lqo/data/mnist1d_test.npz
     python -m benchmarks.train_mnist1d --model lqo --out mor_lqo/data/lqo_mnist1d.safetensors
+    python -m benchmarks.train_mnist1d --model s4d_large_state --out benchmarks/results/mnist1d_s4d_n256.safetensors
 
 The data are generated locally by ``mnist1d.data.make_dataset`` (default arguments, seed 42: 4000 train
 / 1000 test sequences of length 40; nothing is downloaded). Training: AdamW + cosine schedule as in
@@ -15,6 +16,11 @@ Bundled configurations (the defaults below): S4D H = 64, 3 layers, d_state = 64 
 channel), upstream dt range [1e-3, 1e-1], 20 epochs; LQO H = 64, 2 layers, P = 64 complex modes, rank
 R = 2, one dt per layer from [1e-2, 1e-1], no activation, 20 epochs. Both: AdamW lr 1e-2 (SSM tensors
 1e-3), weight decay 1e-2, batch 64, dropout 0.1, seed 0, 1 torch thread.
+
+``s4d_large_state`` (not bundled; the paper-A regime where SSM parameters dominate, issue 6): the S4D
+defaults with H = 32, d_state = 256 (128 stored modes, real order 256 per channel) and 80 epochs
+(≈ 3.5 min), so that 88 % of the trainable parameters are SSM parameters. Its record goes to a JSON file beside the weights
+(``<out>.json``) rather than into ``models.json``.
 
 Afterwards the script loads the weights into the numpy model (:mod:`mor_lqo.deep.models`), checks that
 numpy and torch logits agree, and records configuration, seed, accuracies (torch and numpy), training
@@ -62,6 +68,9 @@ DEFAULTS = {
         dt_max=0.1,
     ),
 }
+DEFAULTS["s4d_large_state"] = {**DEFAULTS["s4d"], "d_model": 32, "d_state": 256, "epochs": 80}
+FAMILY = {"s4d": "s4d", "lqo": "lqo", "s4d_large_state": "s4d"}
+BUNDLED = ("s4d", "lqo")
 
 
 def parse_args(argv=None):
@@ -69,7 +78,9 @@ def parse_args(argv=None):
     p.add_argument("--model", choices=sorted(DEFAULTS), required=True)
     p.add_argument("--out", required=True, help="output .safetensors path")
     p.add_argument("--test-split-out", default=None, help="also write the test split (npz) here")
-    p.add_argument("--models-json", default=None, help="JSON to update (default: models.json beside --out)")
+    p.add_argument("--models-json", default=None,
+                   help="JSON to update (default: models.json beside --out for the bundled models, "
+                        "<out>.json with this entry alone for the others)")
     p.add_argument("--seed", type=int, default=0, help="torch / shuffling seed")
     p.add_argument("--data-seed", type=int, default=42, help="mnist1d generator seed (42 = the default dataset)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 reproduces the bundled runs)")
@@ -77,6 +88,7 @@ def parse_args(argv=None):
     for k, v in {**DEFAULTS["s4d"], **DEFAULTS["lqo"]}.items():
         p.add_argument("--" + k.replace("_", "-"), type=type(v), default=None)
     args = p.parse_args(argv)
+    args.family = FAMILY[args.model]
     for k, v in DEFAULTS[args.model].items():
         if getattr(args, k) is None:
             setattr(args, k, v)
@@ -86,7 +98,7 @@ def parse_args(argv=None):
 def build_model(args):
     from mor_lqo.deep.torch_models import LQOModel, S4Model
 
-    if args.model == "s4d":
+    if args.family == "s4d":
         return S4Model(
             d_input=1,
             d_output=10,
@@ -114,7 +126,7 @@ def build_model(args):
 
 
 def config_of(args) -> dict:
-    keys = ["d_model", "n_layers"] + (["d_state"] if args.model == "s4d" else ["n_modes", "rank"])
+    keys = ["d_model", "n_layers"] + (["d_state"] if args.family == "s4d" else ["n_modes", "rank"])
     keys += ["dropout", "lr", "ssm_lr", "weight_decay", "epochs", "batch_size", "dt_min", "dt_max"]
     return {k: getattr(args, k) for k in keys}
 
@@ -183,7 +195,7 @@ def main(argv=None) -> dict:
     te_acc, logits_t = evaluate(x_te, y_te)
     tr_acc, _ = evaluate(x_tr, y_tr)
     sd = state_dict_to_numpy(model)
-    np_model = (S4DModel if args.model == "s4d" else LQOModel).from_state_dict(sd)
+    np_model = (S4DModel if args.family == "s4d" else LQOModel).from_state_dict(sd)
     logits_n = np_model.forward(data["x_test"])
     max_diff = float(np.max(np.abs(logits_n - logits_t.double().numpy())))
     np_acc = np_model.accuracy(data["x_test"], data["y_test"])
@@ -195,10 +207,11 @@ def main(argv=None) -> dict:
 
     entry = {
         "file": Path(args.out).name,
-        "family": args.model,
-        "class": "mor_lqo.deep.S4DModel" if args.model == "s4d" else "mor_lqo.deep.LQOModel",
+        "model": args.model,
+        "family": args.family,
+        "class": "mor_lqo.deep.S4DModel" if args.family == "s4d" else "mor_lqo.deep.LQOModel",
         "torch_class": "mor_lqo.deep.torch_models.S4Model"
-        if args.model == "s4d"
+        if args.family == "s4d"
         else "mor_lqo.deep.torch_models.LQOModel",
         "config": config_of(args),
         "seed": args.seed,
@@ -222,7 +235,7 @@ def main(argv=None) -> dict:
         "n_modes_per_layer": list(np_model.n_modes),
         "history": history,
     }
-    if args.model == "lqo":
+    if args.family == "lqo":
         entry["quadratic"] = quadratic_contribution(np_model, data["x_test"], data["y_test"])
         print("quadratic readout:", json.dumps(entry["quadratic"]))
 
@@ -230,7 +243,7 @@ def main(argv=None) -> dict:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
-        "family": args.model,
+        "family": args.family,
         "config": json.dumps(config_of(args)),
         "seed": str(args.seed),
         "test_accuracy": f"{np_acc:.4f}",
@@ -241,11 +254,16 @@ def main(argv=None) -> dict:
         ts = Path(args.test_split_out)
         np.savez_compressed(ts, x=data["x_test"].astype(np.float32), y=data["y_test"].astype(np.uint8))
         print(f"wrote {ts} ({ts.stat().st_size / 1024:.1f} KiB)")
-    mj = Path(args.models_json) if args.models_json else out.parent / "models.json"
-    info = json.loads(mj.read_text()) if mj.is_file() else {}
-    info[args.model] = entry
-    mj.write_text(json.dumps(info, indent=1) + "\n")
-    print(f"updated {mj}")
+    if args.models_json or args.model in BUNDLED:
+        mj = Path(args.models_json) if args.models_json else out.parent / "models.json"
+        info = json.loads(mj.read_text()) if mj.is_file() else {}
+        info[args.model] = entry
+        mj.write_text(json.dumps(info, indent=1) + "\n")
+        print(f"updated {mj}")
+    else:
+        mj = out.with_suffix(".json")
+        mj.write_text(json.dumps(entry, indent=1) + "\n")
+        print(f"wrote {mj}")
     return entry
 
 
