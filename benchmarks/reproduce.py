@@ -4,6 +4,8 @@ One command regenerates every table and plot under ``benchmarks/results/``::
 
     python -m benchmarks.reproduce            # full sweep (tens of minutes on 2 cores)
     python -m benchmarks.reproduce --quick    # a subset (a few minutes): S4D MNIST-1D, 3 methods
+    python -m benchmarks.reproduce --models tones_s4d     # re-run one model, merge the others' CSVs
+    python -m benchmarks.reproduce --summarize-only       # rebuild sweep.csv, claims, plots from the CSVs
 
 Models (all trained by committed scripts, evaluated with the numpy reference models, no retraining):
 
@@ -13,6 +15,10 @@ Models (all trained by committed scripts, evaluated with the numpy reference mod
 ``mnist1d_lqo``
     bundled LQO Deep SSM (2 layers, H = 64, P = 64 complex modes, rank-2 quadratic readout), same data —
     the paper-A setting (LQO blocks; 88 % of its parameters are SSM parameters);
+``mnist1d_s4d_n256``
+    state-heavy S4D model (3 layers, H = 32, d_state = 256 = real order 256 per channel; 88 % of its
+    56,266 trainable parameters are SSM parameters; ``benchmarks/train_mnist1d.py --model
+    s4d_large_state``), same data — the paper-A regime with S4D blocks;
 ``tones_s4d``
     S4D model trained on the long-range ``tones`` task (L = 1024, 2 layers, H = 32, order 64 per
     channel; ``benchmarks/train_longrange.py``), 1000 test sequences (seed 2).
@@ -27,7 +33,10 @@ Calibration inputs (data weights of ``h2``, the bound of ``bound``) are **traini
 
 Outputs: ``sweep_<model>.csv`` (one row per run), ``sweep.csv`` (all), ``claims.json`` / ``claims.md``
 (the checked claims), ``accuracy_<model>.png`` (accuracy vs fraction of SSM / all parameters kept)
-and ``bound_vs_measured.png``.
+and ``bound_vs_measured.png``. A run of some models only (``--models``) merges the existing
+``sweep_<model>.csv`` of the other models of :data:`MODELS` into the combined outputs (``--no-merge``:
+only the models run now); ``--summarize-only`` runs nothing and rebuilds the combined outputs (and the
+accuracy plots) from the per-model CSVs. Per-model wall times are kept in ``claims.json``.
 """
 
 from __future__ import annotations
@@ -49,7 +58,8 @@ import numpy as np
 RESULTS = Path(__file__).resolve().parent / "results"
 RATIOS = ("1", "1/2", "1/4", "1/8", "1/16", "1/32")
 METHODS = ("modal", "bt", "irka", "h2", "bound")
-MODELS = ("mnist1d_s4d", "mnist1d_lqo", "tones_s4d")
+MODELS = ("mnist1d_s4d", "mnist1d_lqo", "mnist1d_s4d_n256", "tones_s4d")
+N256_WEIGHTS = RESULTS / "mnist1d_s4d_n256.safetensors"
 QUICK = {"models": ("mnist1d_s4d",), "methods": ("modal", "bt", "h2"), "ratios": ("1", "1/2", "1/8", "1/32")}
 CSV_FIELDS = [
     "model", "method", "reducer", "ratio", "ssm_frac", "total_frac", "accuracy", "acc_drop_points",
@@ -79,6 +89,15 @@ def load_case(name: str, n_test: int | None, n_calib: int) -> dict:
 
         x_cal = generate_mnist1d(seed=42)["x"][:n_calib]
         desc = f"MNIST-1D (L = 40), bundled {fam.upper()} model"
+    elif name == "mnist1d_s4d_n256":
+        from mor_lqo.deep import generate_mnist1d
+
+        sd, _ = read_safetensors(N256_WEIGHTS)
+        model = S4DModel.from_state_dict(sd)
+        x, y = load_test_split()
+        x_cal = generate_mnist1d(seed=42)["x"][:n_calib]
+        fam = "s4d"
+        desc = "MNIST-1D (L = 40), state-heavy S4D model (d_state 256) of benchmarks/train_mnist1d.py"
     elif name == "tones_s4d":
         from benchmarks.tasks import make_tones
         from benchmarks.train_longrange import DEFAULT_OUT, TEST_SEED
@@ -198,13 +217,30 @@ def summarize(rows: Sequence[dict]) -> dict:
                           "bound_ssm_params": a["ssm_params"], "uniform_ssm_params": b["ssm_params"]}
         checked = [r for r in rs if Fraction(r["ratio"]) < 1]
         viol = int(sum(int(r["bound_violations"]) for r in checked))
+        tights = [float(r["tightness"]) for r in checked if r["tightness"] not in ("", None)]
         out[m] = {"original": acc0, "h2_vs_bt": h2_bt, "at_1_32": at32, "removed": removed,
                   "bound_vs_uniform": bvu,
                   "bound_holds": {"runs": len(checked), "sequences": int(sum(int(r["bound_samples"]) for r in checked)),
                                   "violations": viol, "holds": viol == 0,
-                                  "max_tightness": max((float(r["tightness"]) for r in checked
-                                                        if r["tightness"] not in ("", None)), default=None)}}
+                                  "max_tightness": max(tights, default=None),
+                                  "min_tightness": min(tights, default=None),
+                                  "saturated_runs": _saturated_runs(checked)}}
     return out
+
+
+def _saturated_runs(rows: Sequence[dict]) -> int:
+    """Runs whose bound is the saturated (trivial) cap.
+
+    The cap of the a-posteriori bound depends on the original model's trajectories only, so every
+    saturated run of a model reports the same largest value; a bound value shared (to 1e-9 relative) by
+    at least two runs and equal to the model's largest bound is counted as saturated.
+    """
+    vals = [float(r["bound"]) for r in rows if r.get("bound") not in ("", None)]
+    if not vals:
+        return 0
+    top = max(vals)
+    n = sum(1 for v in vals if abs(v - top) <= 1e-9 * max(abs(top), 1e-300))
+    return n if n >= 2 else 0
 
 
 def claims_markdown(claims: dict, rows: Sequence[dict]) -> str:
@@ -242,9 +278,11 @@ def claims_markdown(claims: dict, rows: Sequence[dict]) -> str:
                 f"{q}: {100 * v['bound']:.1f} vs {100 * v['uniform_h2']:.1f} (orders {v['bound_orders']})"
                 for q, v in c["bound_vs_uniform"].items()))
         bh = c["bound_holds"]
-        tight = "n/a" if bh["max_tightness"] is None else f"{bh['max_tightness']:.3g}"
+        tight = ("n/a" if bh["max_tightness"] is None
+                 else f"{bh.get('min_tightness', bh['max_tightness']):.3g} … {bh['max_tightness']:.3g}")
         lines += [f"- bound ≥ measured: {bh['violations']} violations in {bh['sequences']} sequence checks over "
-                  f"{bh['runs']} runs; max measured/bound {tight}", ""]
+                  f"{bh['runs']} runs; measured/bound {tight}; "
+                  f"{bh.get('saturated_runs', 0)} of {bh['runs']} runs at the saturated (trivial) cap", ""]
     return "\n".join(lines)
 
 
@@ -294,7 +332,7 @@ def plot_bound(rows: Sequence[dict], path: Path) -> None:
 
     rs = [r for r in rows if not r.get("error") and Fraction(r["ratio"]) < 1 and r["measured_max"] > 0]
     fig, ax = plt.subplots(figsize=(5, 4.2))
-    for model, mk in zip(dict.fromkeys(r["model"] for r in rs), "os^"):
+    for model, mk in zip(dict.fromkeys(r["model"] for r in rs), "os^vD<>"):
         pts = [(r["measured_max"], r["bound"]) for r in rs if r["model"] == model]
         ax.loglog([p[0] for p in pts], [p[1] for p in pts], mk, ms=5, alpha=0.7, label=model)
     if rs:
@@ -329,6 +367,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--bound-samples", type=int, default=200, help="test sequences for bound vs measured")
     p.add_argument("--executor", default="serial", help="compress executor: serial, process, thread")
     p.add_argument("--out", default=str(RESULTS), help="output directory")
+    p.add_argument("--no-merge", action="store_true",
+                   help="combined outputs from the models run now only (default: merge the other models' CSVs)")
+    p.add_argument("--summarize-only", action="store_true",
+                   help="run nothing; rebuild sweep.csv, claims and plots from the sweep_<model>.csv files")
     return p.parse_args(argv)
 
 
@@ -349,9 +391,12 @@ def main(argv=None) -> dict:
     n_test = args.n_test if args.n_test is not None else (300 if args.quick else None)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    all_rows: list[dict] = []
+    run_models = [] if args.summarize_only else models
+    new_rows: dict[str, list[dict]] = {}
+    wall: dict[str, float] = {}
     t_all = time.perf_counter()
-    for name in models:
+    for name in run_models:
+        t_model = time.perf_counter()
         case = load_case(name, n_test, args.n_calib)
         acc0 = case["model"].accuracy(case["x"], case["y"], batch_size=250)
         print(f"== {name}: {case['desc']}; {len(case['x'])} test sequences, original accuracy {acc0:.4f}, "
@@ -379,18 +424,80 @@ def main(argv=None) -> dict:
                           f"  viol {row['bound_violations']}  {row['time_s']:.1f}s", flush=True)
         _write_csv(out / f"sweep_{name}.csv", rows)
         plot_accuracy(rows, name, out / f"accuracy_{name}.png")
-        all_rows += rows
+        new_rows[name] = rows
+        wall[name] = round(time.perf_counter() - t_model, 1)
+    merge = args.summarize_only or not (args.no_merge or args.quick)
+    all_rows, merged = merge_rows(new_rows, out, MODELS if merge else ())
+    for name in merged:
+        plot_accuracy(all_rows, name, out / f"accuracy_{name}.png")
+    if not all_rows:
+        print(f"no sweep rows (run or found in {out})", file=sys.stderr)
+        return None
+    old = _read_json(out / "claims.json").get("settings", {}).get("model_wall_time_s", {}) if merge else {}
     _write_csv(out / "sweep.csv", all_rows)
     plot_bound(all_rows, out / "bound_vs_measured.png")
     claims = summarize(all_rows)
-    meta = {"quick": args.quick, "models": models, "methods": methods, "ratios": ratios, "n_test": n_test,
+    present = list(dict.fromkeys(r["model"] for r in all_rows))
+    meta = {"quick": args.quick, "models": present, "run_now": run_models, "merged_from_csv": merged,
+            "methods": methods, "ratios": ratios, "n_test": n_test,
             "n_calib": args.n_calib, "bound_samples": args.bound_samples,
-            "wall_time_s": round(time.perf_counter() - t_all, 1)}
+            "wall_time_s": round(time.perf_counter() - t_all, 1),
+            "model_wall_time_s": {m: wall.get(m, old.get(m)) for m in present}}
     (out / "claims.json").write_text(json.dumps({"settings": meta, "claims": claims}, indent=1, default=float) + "\n")
     (out / "claims.md").write_text(claims_markdown(claims, all_rows) + "\n")
     print(claims_markdown(claims, all_rows))
     print(f"wrote results to {out} in {meta['wall_time_s']:.0f} s")
     return claims
+
+
+def merge_rows(new: dict[str, list[dict]], out: Path, models: Sequence[str]) -> tuple[list[dict], list[str]]:
+    """Rows of the models run now plus, for the other ``models``, the rows of ``out/sweep_<model>.csv``.
+
+    Returns
+    -------
+    rows : list of dict
+        In the order of ``models`` (models run now but not in ``models`` last).
+    merged : list of str
+        The models whose rows were read from a CSV file.
+    """
+    rows: list[dict] = []
+    merged: list[str] = []
+    for m in models:
+        if m in new:
+            rows += new[m]
+        elif (out / f"sweep_{m}.csv").is_file():
+            rows += read_csv(out / f"sweep_{m}.csv")
+            merged.append(m)
+    for m, rs in new.items():
+        if m not in models:
+            rows += rs
+    return rows, merged
+
+
+def read_csv(path: Path) -> list[dict]:
+    """Rows of a ``sweep_*.csv`` file with the numeric fields converted back (inverse of ``_write_csv``)."""
+    ints = {"ssm_params", "ssm_params_before", "total_params", "total_params_before", "bound_violations",
+            "bound_samples"}
+    floats = {"ssm_frac", "total_frac", "accuracy", "acc_drop_points", "bound", "measured_max", "tightness",
+              "time_s"}
+    rows = []
+    with open(path, newline="") as f:
+        for raw in csv.DictReader(f):
+            row: dict = {}
+            for k, v in raw.items():
+                if v in ("", None) or k not in ints | floats:
+                    row[k] = "" if v is None else v
+                else:
+                    row[k] = int(float(v)) if k in ints else float(v)
+            rows.append(row)
+    return rows
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _write_csv(path: Path, rows: Sequence[dict]) -> None:

@@ -151,9 +151,45 @@ def test_reproduce_summary_and_plots(tmp_path):
     assert c["removed"]["2"]["total_run"] == "h2 1/32" and abs(c["removed"]["2"]["total_removed"] - 0.55) < 1e-12
     assert c["bound_vs_uniform"]["1/32"] == {"bound": 0.85, "uniform_h2": 0.885, "bound_orders": "2 2",
                                              "bound_ssm_params": 40, "uniform_ssm_params": 40}
-    assert c["bound_holds"] == {"runs": 6, "sequences": 60, "violations": 1, "holds": False, "max_tightness": 1.2}
+    # every synthetic run reports the same bound (1.0): all six count as saturated at the cap
+    assert c["bound_holds"] == {"runs": 6, "sequences": 60, "violations": 1, "holds": False, "max_tightness": 1.2,
+                                "min_tightness": 0.1, "saturated_runs": 6}
     md = claims_markdown({"m": c}, rows)
     assert "| 1/32 |" in md and "error" in md and "1 violations" in md
     plot_accuracy(rows, "m", tmp_path / "a.png")
     plot_bound(rows, tmp_path / "b.png")
     assert (tmp_path / "a.png").stat().st_size > 1000 and (tmp_path / "b.png").stat().st_size > 1000
+
+
+def test_reproduce_saturated_runs():
+    from benchmarks.reproduce import _saturated_runs
+
+    rows = [{"bound": 5.0}, {"bound": 183.3}, {"bound": 183.3}, {"bound": ""}, {"bound": 171.8}]
+    assert _saturated_runs(rows) == 2
+    # a single largest value is not evidence of the cap
+    assert _saturated_runs([{"bound": 5.0}, {"bound": 7.0}]) == 0
+    assert _saturated_runs([]) == 0
+
+
+def test_reproduce_merge_and_csv_roundtrip(tmp_path):
+    """Re-running one model merges the other models' CSVs; numbers survive write -> read."""
+    from benchmarks.reproduce import _write_csv, merge_rows, read_csv, summarize
+
+    old = [dict(_row("modal", "1", 0.9, 1.0, 1.0, samples=0, tight=""), model="a"),
+           dict(_row("h2", "1/2", 0.89, 0.5, 0.7), model="a"),
+           {"model": "a", "method": "bt", "reducer": "bt", "ratio": "1/2", "error": "RuntimeError: x"}]
+    _write_csv(tmp_path / "sweep_a.csv", old)
+    back = read_csv(tmp_path / "sweep_a.csv")
+    assert [r["method"] for r in back] == ["modal", "h2", "bt"]
+    assert back[1]["accuracy"] == 0.89 and back[1]["ssm_params"] == 500 and back[1]["bound_violations"] == 0
+    assert back[0]["tightness"] == "" and back[2]["error"] == "RuntimeError: x" and back[2]["accuracy"] == ""
+    assert summarize(back)["a"]["removed"]["1"]["total_run"] == "h2 1/2"
+
+    new = {"b": [dict(_row("modal", "1", 0.8, 1.0, 1.0, samples=0, tight=""), model="b")]}
+    rows, merged = merge_rows(new, tmp_path, ("a", "b", "c"))  # c: neither run nor on disk
+    assert merged == ["a"] and [r["model"] for r in rows] == ["a", "a", "a", "b"]
+    rows, merged = merge_rows(new, tmp_path, ())  # --no-merge
+    assert merged == [] and [r["model"] for r in rows] == ["b"]
+    # a re-run model replaces its CSV rows
+    rows, merged = merge_rows({"a": new["b"]}, tmp_path, ("a",))
+    assert merged == [] and len(rows) == 1
