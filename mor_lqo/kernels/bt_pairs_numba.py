@@ -59,16 +59,20 @@ def real_gramians_into(lam, B, C, kappa, discrete, Pr, Qr, Cr):  # pragma: no co
     m = B.shape[1]
     p = C.shape[0]
     k2 = kappa * kappa / 2
-    for i in range(n):
+    for i in range(n):  # K is Hermitian, Kt symmetric, Pr and Qr symmetric: the pairs k >= i suffice
         li = lam[i]
-        for k in range(n):
+        for k in range(i, n):
             lk = lam[k]
             if discrete:
-                K = 1.0 / (1.0 - li * np.conj(lk))
-                Kt = 1.0 / (1.0 - li * lk)
+                z = 1.0 - li * np.conj(lk)
+                zt = 1.0 - li * lk
             else:
-                K = -1.0 / (li + np.conj(lk))
-                Kt = -1.0 / (li + lk)
+                z = -(li + np.conj(lk))
+                zt = -(li + lk)
+            a = z.real * z.real + z.imag * z.imag
+            at = zt.real * zt.real + zt.imag * zt.imag
+            K = complex(z.real / a, -z.imag / a)  # 1 / z
+            Kt = complex(zt.real / at, -zt.imag / at)
             bb = 0j
             bt = 0j
             for q in range(m):
@@ -83,14 +87,30 @@ def real_gramians_into(lam, B, C, kappa, discrete, Pr, Qr, Cr):  # pragma: no co
             Pt = bt * Kt
             Qh = cc * K
             Qt = ct * Kt
-            Pr[i, k] = 0.5 * (P.real + Pt.real)
-            Pr[i, n + k] = 0.5 * (Pt.imag - P.imag)
-            Pr[n + i, k] = 0.5 * (Pt.imag + P.imag)
-            Pr[n + i, n + k] = 0.5 * (P.real - Pt.real)
-            Qr[i, k] = k2 * (Qh.real + Qt.real)
-            Qr[i, n + k] = k2 * (Qh.imag - Qt.imag)
-            Qr[n + i, k] = -k2 * (Qt.imag + Qh.imag)
-            Qr[n + i, n + k] = k2 * (Qh.real - Qt.real)
+            v = 0.5 * (P.real + Pt.real)
+            Pr[i, k] = v
+            Pr[k, i] = v
+            v = 0.5 * (Pt.imag - P.imag)
+            Pr[i, n + k] = v
+            Pr[n + k, i] = v
+            v = 0.5 * (Pt.imag + P.imag)
+            Pr[n + i, k] = v
+            Pr[k, n + i] = v
+            v = 0.5 * (P.real - Pt.real)
+            Pr[n + i, n + k] = v
+            Pr[n + k, n + i] = v
+            v = k2 * (Qh.real + Qt.real)
+            Qr[i, k] = v
+            Qr[k, i] = v
+            v = k2 * (Qh.imag - Qt.imag)
+            Qr[i, n + k] = v
+            Qr[n + k, i] = v
+            v = -k2 * (Qt.imag + Qh.imag)
+            Qr[n + i, k] = v
+            Qr[k, n + i] = v
+            v = k2 * (Qh.real - Qt.real)
+            Qr[n + i, n + k] = v
+            Qr[n + k, n + i] = v
     for q in range(p):
         for i in range(n):
             Cr[q, i] = kappa * C[q, i].real
