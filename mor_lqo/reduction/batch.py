@@ -18,9 +18,14 @@ the returned objects:
       P_r = 1/2 [[Re(P + Pt), Im(Pt - P)], [Im(Pt + P), Re(P - Pt)]]
       Q_r = k^2/2 [[Re(Qh + Qt), Im(Qh - Qt)], [-Im(Qt + Qh), Re(Qh - Qt)]]
 
-  (``_realified_gramians`` is the numpy reference of the numba kernel), then batched square-root
-  BT (pivoted-Cholesky factors, singular values of Z_P^T Z_Q, the r dominant singular vectors by
-  shifted inverse iteration + Rayleigh–Ritz, projection), and a batched
+  (``_realified_gramians`` is the numpy reference of the numba kernel), then square-root BT per
+  channel in one fused kernel (:mod:`mor_lqo.kernels.bt_pairs_numba`): one pivoted-Cholesky factor
+  P = Z Z^T, the Hankel singular values as square roots of the eigenvalues of Z^T Q Z from one
+  tridiagonalisation, which also yields the r dominant eigenvectors (LAPACK ``dsytrd``/``dsterf``/
+  ``dstein``/``dormtr`` called from numba), projection. Channels whose sigma_r^2 is below 1e-10
+  sigma_1^2 (where squaring the singular values would cost accuracy) take the two-factor path
+  (both Cholesky factors, SVD of Z_P^T Z_Q, r dominant singular vectors by shifted inverse
+  iteration + Rayleigh–Ritz); ``algorithm="two_factor"`` forces it for all. Then a batched
   eigendecomposition of the (N, r, r) reduced matrices that rewrites every ROM with complex poles
   as a conjugate-pair system (``r/2`` stored modes, same ``scale``), ready for a halved layout.
 * **"modal"** — per-channel pair scores (the h2 norm of each real 2-state pair subsystem), top
@@ -631,7 +636,8 @@ def reduce_batch(systems: Sequence[LQOSystem], r: int, method: str = "bt", **kw)
         passed to it, e.g. ``maxiter``, ``tol``). Aliases: "balanced_truncation",
         "modal_truncation", "h2_gradient".
     **kw
-        Method options (for the per-system fallback: passed to the single-system reducer).
+        Method options: ``algorithm="auto"|"two_factor"`` for the vectorised BT path (see
+        :func:`bt_pairs_batch`); for the per-system fallback: passed to the single-system reducer.
 
     Returns
     -------
@@ -680,9 +686,10 @@ def reduce_batch(systems: Sequence[LQOSystem], r: int, method: str = "bt", **kw)
     fd = _feedthrough(lam, B, C, kappa, D, disc, conv_current)
     with _single_threaded_blas():
         if method == "bt":
+            algorithm = kw.pop("algorithm", "auto")
             if kw:
                 raise TypeError(f"unexpected options for method 'bt': {sorted(kw)}")
-            return _bt_result(systems, r, lam, B, C, kappa, disc, fd)
+            return _bt_result(systems, r, lam, B, C, kappa, disc, fd, algorithm)
         if method == "modal":
             crit = kw.pop("criterion", "h2")
             if kw or crit != "h2":
@@ -692,8 +699,8 @@ def reduce_batch(systems: Sequence[LQOSystem], r: int, method: str = "bt", **kw)
         return _h2_result(systems, r, lam, B, C, kappa, disc, fd, kw)
 
 
-def _bt_result(systems, r, lam, B, C, kappa, disc, fd) -> BatchResult:
-    out = bt_pairs_batch(lam, B, C, r, discrete=disc, scale=kappa)
+def _bt_result(systems, r, lam, B, C, kappa, disc, fd, algorithm="auto") -> BatchResult:
+    out = bt_pairs_batch(lam, B, C, r, discrete=disc, scale=kappa, algorithm=algorithm)
     N = len(systems)
     err2 = out["err2"]
     for i in np.flatnonzero(out["dense"]):  # (nearly) defective reduced matrix: exact dense error
