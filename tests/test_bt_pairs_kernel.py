@@ -132,3 +132,30 @@ def test_reduce_batch_is_lazy_and_read_only():
         with pytest.raises(ValueError):
             arr[0] = 0
     assert len(list(iter(res))) == 10
+
+
+def _reduce_in_child(seed, queue=None):
+    chans = bm.random_s4d_channels(130, 8, seed=seed)
+    value = float(np.sum(bm.reduce_batch(chans, 2).h2_errors))
+    if queue is not None:
+        queue.put(value)
+    return value
+
+
+def test_reduce_batch_in_forked_worker_after_parent_use(monkeypatch):
+    """The kept thread pool of the parent is not reused in a forked child (it would hang there)."""
+    import multiprocessing as mp
+
+    monkeypatch.setattr(bm, "_nthreads", lambda N: 2)
+    expected = _reduce_in_child(4)  # creates the parent's pool
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_reduce_in_child, args=(4, queue))
+    child.start()
+    child.join(timeout=120)
+    if child.is_alive():
+        child.terminate()
+        child.join()
+        pytest.fail("reduce_batch hung in a forked child")
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == pytest.approx(expected, rel=1e-12)

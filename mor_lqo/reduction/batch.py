@@ -387,6 +387,20 @@ def _nb_bt_project(H, s, ZP, ZQ, lam, B, C, kappa, r):  # pragma: no cover - com
 
 
 # --------------------------------------------------------------------------------------------- BT
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
+
+
+def _pool(nt: int) -> ThreadPoolExecutor:
+    """A kept thread pool of nt workers (starting threads costs milliseconds on a busy machine).
+
+    Keyed by process id as well: a forked child (process-pool worker) must not reuse the parent's
+    pool, whose threads do not exist in the child."""
+    key = (os.getpid(), nt)
+    if key not in _POOLS:
+        _POOLS[key] = ThreadPoolExecutor(nt, thread_name_prefix="mor_lqo_batch")
+    return _POOLS[key]
+
+
 def _nthreads(N: int) -> int:
     try:
         ncpu = len(os.sched_getaffinity(0))
@@ -486,8 +500,7 @@ def bt_pairs_batch(lam, B, C, r: int, *, discrete: bool, scale=2.0, algorithm: s
         if nt == 1:
             parts = [_bt_chunk(*args[0])]
         else:
-            with ThreadPoolExecutor(nt) as ex:
-                parts = list(ex.map(lambda a: _bt_chunk(*a), args))
+            parts = list(_pool(nt).map(lambda a: _bt_chunk(*a), args))
     s = np.concatenate([x[3] for x in parts])
     bad = np.flatnonzero(np.concatenate([x[5] for x in parts]))
     if bad.size:
@@ -585,20 +598,20 @@ def _modal_pairs_batch(lam, B, C, kappa, r, discrete):
 # --------------------------------------------------------------------------------------------- driver
 def _stack_pairs(systems: Sequence[LQOSystem]):
     """Stacked half data if all systems are conjugate-pair LTI systems of one shape, else None."""
-    s0 = systems[0]
-    if s0.half is None or s0.has_quadratic:
+    halves = [s.half for s in systems]
+    if any(h is None for h in halves) or any(s.has_quadratic for s in systems):
         return None
-    n, m, p, disc = s0.half[0].shape[0], s0.m, s0.p, s0.is_discrete
-    for s in systems:
-        if (s.half is None or s.has_quadratic or s.half[0].shape[0] != n or s.m != m or s.p != p
-                or s.is_discrete != disc or np.any(np.imag(s.D))):
-            return None
-    lam = np.stack([s.half[0] for s in systems])
-    B = np.stack([s.half[1] for s in systems])
-    C = np.stack([s.half[2] for s in systems])
-    kappa = np.array([s.half[4] for s in systems], float)
-    D = np.stack([np.asarray(s.D).real for s in systems])
-    return lam, B, C, kappa, D, disc
+    shapes = {(h[0].shape[0], s.m, s.p, s.is_discrete) for s, h in zip(systems, halves)}
+    if len(shapes) != 1:
+        return None
+    D = np.stack([s.D for s in systems])
+    if np.any(np.imag(D)):
+        return None
+    lam = np.stack([h[0] for h in halves])
+    B = np.stack([h[1] for h in halves])
+    C = np.stack([h[2] for h in halves])
+    kappa = np.array([h[4] for h in halves], float)
+    return lam, B, C, kappa, np.real(D), shapes.pop()[3]
 
 
 def _check_stable_batch(lam, discrete):
@@ -675,8 +688,8 @@ def reduce_batch(systems: Sequence[LQOSystem], r: int, method: str = "bt", **kw)
     if method not in _METHODS:
         raise ValueError(f"method must be one of {sorted(_METHODS)}, got {method!r}")
     method = _METHODS[method]
-    for s in systems:
-        check_order(r, s.order)
+    for order in {s.order for s in systems}:
+        check_order(r, order)
     stacked = _stack_pairs(systems)
     if stacked is None:
         return _loop(systems, r, method, kw)
