@@ -176,7 +176,9 @@ def summarize(rows: Sequence[dict]) -> dict:
         ``original`` accuracy; ``h2_vs_bt``: per ratio the accuracies of h2 and BT and the winner;
         ``at_1_32``: accuracy per method at ratio 1/32; ``removed``: for 1 and 2 points of tolerated
         accuracy loss, the largest share of SSM and of all trainable parameters removed by any run within
-        the tolerance (with the run); ``bound_vs_uniform``: per ratio the accuracies of ``bound``
+        the tolerance (with the run), and per method the share of all parameters removed by its best run
+        within the tolerance (``per_method``; the original model counts for every method);
+        ``bound_vs_uniform``: per ratio the accuracies of ``bound``
         (allocated orders) and ``h2`` (uniform orders); ``bound_holds``: whether the bound was ≥ the
         measured error for every sequence of every run, the number of checks and the violations.
     """
@@ -208,6 +210,9 @@ def summarize(rows: Sequence[dict]) -> dict:
                 "total_run_accuracy": best_t["accuracy"],
                 "ssm_removed": 1 - best_s["ssm_frac"], "ssm_run": f"{best_s['method']} {best_s['ratio']}",
                 "ssm_run_accuracy": best_s["accuracy"],
+                "per_method": {meth: max((1 - r["total_frac"] for r in ok if r["method"] == meth or
+                                          Fraction(r["ratio"]) == 1), default=0.0)
+                               for meth in METHODS if any(r["method"] == meth for r in rs)},
             }
         bvu = {}
         for q in ratios:
@@ -273,6 +278,10 @@ def claims_markdown(claims: dict, rows: Sequence[dict]) -> str:
             f"- ≤ 1 point loss: {100 * rm['1']['total_removed']:.1f} % of all parameters removed "
             f"({rm['1']['total_run']}); ≤ 2 points: {100 * rm['2']['total_removed']:.1f} % ({rm['2']['total_run']})",
         ]
+        if "per_method" in rm["1"]:
+            lines.append("- all parameters removed per method, ≤ 1 / ≤ 2 points: " + ", ".join(
+                f"{k} {100 * v:.1f} / {100 * rm['2']['per_method'].get(k, 0.0):.1f} %"
+                for k, v in rm["1"]["per_method"].items()))
         if c["bound_vs_uniform"]:
             lines.append("- bound-allocated vs uniform (h2): " + ", ".join(
                 f"{q}: {100 * v['bound']:.1f} vs {100 * v['uniform_h2']:.1f} (orders {v['bound_orders']})"

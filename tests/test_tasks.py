@@ -149,6 +149,9 @@ def test_reproduce_summary_and_plots(tmp_path):
     assert c["removed"]["1"]["total_run"] in ("h2 1/2", "bound 1/2")
     assert abs(c["removed"]["1"]["total_removed"] - 0.3) < 1e-12
     assert c["removed"]["2"]["total_run"] == "h2 1/32" and abs(c["removed"]["2"]["total_removed"] - 0.55) < 1e-12
+    # per method: bt 1/2 drops 2 points (only within 2), the original counts for every method
+    assert c["removed"]["1"]["per_method"] == pytest.approx({"modal": 0.0, "bt": 0.0, "h2": 0.3, "bound": 0.3})
+    assert c["removed"]["2"]["per_method"] == pytest.approx({"modal": 0.0, "bt": 0.3, "h2": 0.55, "bound": 0.3})
     assert c["bound_vs_uniform"]["1/32"] == {"bound": 0.85, "uniform_h2": 0.885, "bound_orders": "2 2",
                                              "bound_ssm_params": 40, "uniform_ssm_params": 40}
     # every synthetic run reports the same bound (1.0): all six count as saturated at the cap
