@@ -2,7 +2,7 @@ r"""Reproduce the claims of the two papers on models we can train and run (issue
 
 One command regenerates every table and plot under ``benchmarks/results/``::
 
-    python -m benchmarks.reproduce            # full sweep (tens of minutes on 2 cores)
+    python -m benchmarks.reproduce            # full sweep (≈ 55 min on 2 cores; docs/results.md)
     python -m benchmarks.reproduce --quick    # a subset (a few minutes): S4D MNIST-1D, 3 methods
     python -m benchmarks.reproduce --models tones_s4d     # re-run one model, merge the others' CSVs
     python -m benchmarks.reproduce --summarize-only       # rebuild sweep.csv, claims, plots from the CSVs
