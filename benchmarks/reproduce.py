@@ -375,7 +375,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--n-calib", type=int, default=200, help="calibration (training) sequences")
     p.add_argument("--bound-samples", type=int, default=200, help="test sequences for bound vs measured")
     p.add_argument("--executor", default="serial", help="compress executor: serial, process, thread")
-    p.add_argument("--out", default=str(RESULTS), help="output directory")
+    p.add_argument("--out", default=None,
+                   help=f"output directory (default: {RESULTS}; with --quick: {RESULTS / 'quick'}, so a smoke test "
+                        "never overwrites the committed results)")
     p.add_argument("--no-merge", action="store_true",
                    help="combined outputs from the models run now only (default: merge the other models' CSVs)")
     p.add_argument("--summarize-only", action="store_true",
@@ -398,7 +400,7 @@ def main(argv=None) -> dict:
     if "1" not in ratios:
         ratios = ["1", *ratios]
     n_test = args.n_test if args.n_test is not None else (300 if args.quick else None)
-    out = Path(args.out)
+    out = Path(args.out) if args.out is not None else (RESULTS / "quick" if args.quick else RESULTS)
     out.mkdir(parents=True, exist_ok=True)
     run_models = [] if args.summarize_only else models
     new_rows: dict[str, list[dict]] = {}
