@@ -18,6 +18,7 @@ import pytest
 from mor_lqo import LQOSystem, h2_error, h2_norm
 from mor_lqo.errors import LayoutError, OrderError, ShapeError, UnstableSystemError
 from mor_lqo.gramians import controllability_gramian, observability_gramian
+from mor_lqo.kernels.bt_pairs_numba import gram_factors_two_factor
 from mor_lqo.reduction import batch as bm
 from mor_lqo.reduction.balanced import balanced_truncation
 from mor_lqo.reduction.batch import BatchResult, random_s4d_channels, reduce_batch
@@ -240,7 +241,7 @@ def s4d():
 def test_realified_gramians_batch_equal_core(s4d):
     lam, B, C, kappa, D, disc = bm._stack_pairs(s4d[:4])
     Pr, Qr = bm._realified_gramians(lam, B, C, kappa, disc)
-    ZP, ZQ, ranks, norm2 = bm._nb_gram_factors(lam, B, C, np.ascontiguousarray(kappa), disc)
+    ZP, ZQ, ranks, norm2 = gram_factors_two_factor(lam, B, C, np.ascontiguousarray(kappa), disc)
     for i, sys in enumerate(s4d[:4]):
         real = sys.realify()
         P, Q = controllability_gramian(real), observability_gramian(real)

@@ -30,6 +30,11 @@ singular value :math:`\sigma_k` is accurate to about :math:`\epsilon\sigma_1^2/\
 accurate while :math:`\sigma_r^2 - \sigma_{r+1}^2 \gg \epsilon\sigma_1^2`. Channels with
 :math:`\sigma_r^2 \le` ``min_ratio`` :math:`\sigma_1^2`, a Cholesky rank below r, or any LAPACK
 failure are flagged (``ok = False``) for the caller's two-factor SVD path.
+
+Two-factor path (``mor_lqo.reduction.batch``, ``algorithm="two_factor"`` and the fallback):
+:func:`gram_factors_two_factor` (both pivoted-Cholesky factors), the caller's batched SVD of
+:math:`Z_P^T Z_Q`, then :func:`bt_project_two_factor`. Both paths share :func:`real_gramians_into`,
+:func:`pivoted_cholesky` and :func:`project_channel`.
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ from numba import njit
 
 from .lapack_numba import dormtr, dpstrf, dstebz, dstein, dsterf, dsytrd
 
-__all__ = ["real_gramians_into", "output_energy", "bt_pairs_one_factor"]
+__all__ = ["real_gramians_into", "real_output_into", "output_energy", "pivoted_cholesky", "project_channel",
+           "bt_pairs_one_factor", "gram_factors_two_factor", "bt_project_two_factor"]
 
 
 @njit(cache=True, nogil=True)
@@ -111,6 +117,13 @@ def real_gramians_into(lam, B, C, kappa, discrete, Pr, Qr, Cr):  # pragma: no co
             v = k2 * (Qh.real - Qt.real)
             Qr[n + i, n + k] = v
             Qr[n + k, n + i] = v
+    real_output_into(C, kappa, Cr)
+
+
+@njit(cache=True, nogil=True)
+def real_output_into(C, kappa, Cr):  # pragma: no cover - compiled
+    """Output matrix ``Cr = kappa [Re C, -Im C]`` (p, 2n) of the real realisation of a channel."""
+    p, n = C.shape
     for q in range(p):
         for i in range(n):
             Cr[q, i] = kappa * C[q, i].real
@@ -132,7 +145,33 @@ def output_energy(Pr, Cr):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _project(lam, B, V, W, Cr, Ah, Bh, Ch):  # pragma: no cover - compiled
+def pivoted_cholesky(A, tol):  # pragma: no cover - compiled
+    """Pivoted Cholesky factor Z (d, rank), Z Z^T = A, of a symmetric PSD matrix (LAPACK ``dpstrf``).
+
+    A (d, d) C-contiguous is overwritten. ``tol < 0``: LAPACK's stopping rule (next pivot <= d eps
+    max diag); otherwise stop at pivots <= tol. Returns a (d, 0) array if LAPACK reports an error."""
+    d = A.shape[0]
+    ch_l = np.array([76], np.uint8)  # 'L'
+    nd = np.array([d], np.int32)
+    piv = np.empty(d, np.int32)
+    rank = np.zeros(1, np.int32)
+    tl = np.array([tol])
+    work = np.empty(2 * d)
+    info = np.zeros(1, np.int32)
+    dpstrf(ch_l.ctypes, nd.ctypes, A.ctypes, nd.ctypes, piv.ctypes, rank.ctypes, tl.ctypes, work.ctypes,
+           info.ctypes)
+    k = rank[0] if info[0] >= 0 else 0
+    # column-major lower factor L (row-major view: A[j, i] = L[i, j]); Z[piv[i] - 1] = L[i, :k]
+    Z = np.zeros((d, k))
+    for i in range(d):
+        row = piv[i] - 1
+        for j in range(min(i + 1, k)):
+            Z[row, j] = A[j, i]
+    return Z
+
+
+@njit(cache=True, nogil=True)
+def project_channel(lam, B, V, W, Cr, Ah, Bh, Ch):  # pragma: no cover - compiled
     """Ah = (W^T V)^{-1} W^T A V, Bh = (W^T V)^{-1} W^T B_r, Ch = Cr V for A = [[Re L, -Im L], [Im L, Re L]]."""
     d, r = V.shape
     n = d // 2
@@ -207,11 +246,8 @@ def bt_pairs_one_factor(lam, B, C, kappa, r, discrete, min_ratio, bisect=False):
     mfound = np.array([0], np.int32)
     nsplit = np.array([0], np.int32)
     info = np.zeros(1, np.int32)
-    rank = np.zeros(1, np.int32)
-    tol = np.array([-1.0])  # dpstrf default: d * eps * max(diag)
     vlu = np.zeros(2)
     abstol = np.array([0.0])  # dstebz default
-    piv = np.empty(d, np.int32)
     lwork = 64 * d
     nlw = np.array([lwork], np.int32)
     work = np.empty(lwork)
@@ -230,17 +266,10 @@ def bt_pairs_one_factor(lam, B, C, kappa, r, discrete, min_ratio, bisect=False):
     for c in range(N):
         real_gramians_into(lam[c], B[c], C[c], kappa[c], discrete, Pr, Qr, Cr)
         norm2[c] = output_energy(Pr, Cr)
-        dpstrf(ch_l.ctypes, nd.ctypes, Pr.ctypes, nd.ctypes, piv.ctypes, rank.ctypes, tol.ctypes,
-               work.ctypes, info.ctypes)
-        k = rank[0]
-        if info[0] < 0 or k < r:
+        Z = pivoted_cholesky(Pr, -1.0)  # LAPACK default tolerance d * eps * max diag
+        k = Z.shape[1]
+        if k < r:
             continue
-        # column-major lower factor L (row-major view: Pr[j, i] = L[i, j]); Z[piv[i] - 1] = L[i, :k]
-        Z = np.zeros((d, k))
-        for i in range(d):
-            row = piv[i] - 1
-            for j in range(min(i + 1, k)):
-                Z[row, j] = Pr[j, i]
         T = Qr @ Z
         G = np.ascontiguousarray(Z.T) @ T
         for i in range(k):
@@ -310,6 +339,90 @@ def bt_pairs_one_factor(lam, B, C, kappa, r, discrete, min_ratio, bisect=False):
             f = 1.0 / np.sqrt(w[order[j]])
             for i in range(d):
                 W[i, j] *= f
-        _project(lam[c], B[c], V, W, Cr, Ah[c], Bh[c], Ch[c])
+        project_channel(lam[c], B[c], V, W, Cr, Ah[c], Bh[c], Ch[c])
         ok[c] = True
     return Ah, Bh, Ch, hsv, norm2, ok
+
+
+# ------------------------------------------------------------------------------------- two-factor path
+@njit(cache=True, nogil=True)
+def gram_factors_two_factor(lam, B, C, kappa, discrete):  # pragma: no cover - compiled
+    """Real Gramians of N channels, their pivoted-Cholesky factors (zero-padded to (N, 2n, 2n)), ranks
+    (N, 2) and the squared norms tr(C_r P_r C_r^T). Pivoting stops at eps * max diag."""
+    N, n = lam.shape
+    p = C.shape[1]
+    d = 2 * n
+    ZP = np.zeros((N, d, d))
+    ZQ = np.zeros((N, d, d))
+    rank = np.zeros((N, 2), np.int64)
+    norm2 = np.zeros(N)
+    Pr = np.empty((d, d))
+    Qr = np.empty((d, d))
+    Cr = np.empty((p, d))
+    eps = 2.220446049250313e-16
+    for c in range(N):
+        real_gramians_into(lam[c], B[c], C[c], kappa[c], discrete, Pr, Qr, Cr)
+        norm2[c] = output_energy(Pr, Cr)
+        for A, Zout, j in ((Pr, ZP[c], 0), (Qr, ZQ[c], 1)):
+            dmax = 0.0
+            for i in range(d):
+                dmax = max(dmax, A[i, i])
+            if not dmax > 0.0:
+                continue
+            Z = pivoted_cholesky(A, eps * dmax)
+            Zout[:, : Z.shape[1]] = Z
+            rank[c, j] = Z.shape[1]
+    return ZP, ZQ, rank, norm2
+
+
+@njit(cache=True, nogil=True)
+def bt_project_two_factor(H, s, ZP, ZQ, lam, B, C, kappa, r):  # pragma: no cover - compiled
+    """Square-root BT of each channel from H = Z_P^T Z_Q and its singular values s.
+
+    The r dominant right singular vectors come from two steps of inverse iteration on
+    G = H^T H with shifts s_i^2 (1 + 1e-10), orthonormalisation and a Rayleigh–Ritz step;
+    V = Z_P U_r Sigma_r^{-1/2}, W = Z_Q Y_r Sigma_r^{-1/2}, then :func:`project_channel`."""
+    N, d, _ = H.shape
+    m = B.shape[2]
+    p = C.shape[1]
+    Ah = np.zeros((N, r, r))
+    Bh = np.zeros((N, r, m))
+    Ch = np.zeros((N, p, r))
+    x0 = np.empty((r, d))  # distinct generic start vectors: repeated sigma_i still span their space
+    for i in range(r):
+        for j in range(d):
+            x0[i, j] = 1.0 + 0.5 * np.sin(1.0 + 3.7 * j + 2.3 * i * (j + 1))
+    Y = np.empty((d, r))
+    Cr = np.empty((p, d))
+    for c in range(N):
+        Hc = H[c]
+        G = Hc.T @ Hc
+        for i in range(r):
+            mu = s[c, i] * s[c, i] * (1.0 + 1e-10)
+            Gs = G.copy()
+            for j in range(d):
+                Gs[j, j] -= mu
+            x = x0[i].copy()
+            for _ in range(2):
+                x = np.linalg.solve(Gs, x)
+                x /= np.linalg.norm(x)
+            Y[:, i] = x
+        Qy, _ = np.linalg.qr(Y)
+        Qy = np.ascontiguousarray(Qy)
+        Gr = np.ascontiguousarray(Qy.T) @ (G @ Qy)
+        Gr = 0.5 * (Gr + Gr.T)
+        w, E = np.linalg.eigh(Gr)
+        Er = np.ascontiguousarray(E[:, ::-1])
+        Yr = Qy @ Er
+        Ur = Hc @ Yr
+        V = ZP[c] @ Ur
+        W = ZQ[c] @ Yr
+        for i in range(r):
+            si = s[c, i]
+            f = 1.0 / np.sqrt(si)
+            for j in range(d):
+                V[j, i] *= f / si
+                W[j, i] *= f
+        real_output_into(C[c], kappa[c], Cr)
+        project_channel(lam[c], B[c], V, W, Cr, Ah[c], Bh[c], Ch[c])
+    return Ah, Bh, Ch

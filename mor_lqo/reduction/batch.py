@@ -48,11 +48,10 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from numba import njit
 
 from .._validation import check_order
 from ..errors import OrderError, ShapeError, UnstableSystemError
-from ..kernels.bt_pairs_numba import bt_pairs_one_factor, output_energy, real_gramians_into
+from ..kernels.bt_pairs_numba import bt_pairs_one_factor, bt_project_two_factor, gram_factors_two_factor
 from ..systems import LQOSystem
 from .balanced import HSVSplitWarning, UnstableROMWarning, _single_threaded_blas, balanced_truncation
 from .modal import modal_truncation
@@ -230,162 +229,6 @@ def _feedthrough(lam, B, C, kappa, D, discrete, conv_current):
     return out.reshape(N)
 
 
-# --------------------------------------------------------------------------------------------- numba
-@njit(cache=True, nogil=True)
-def _nb_pchol(A, Z):  # pragma: no cover - compiled
-    """Pivoted Cholesky of the symmetric PSD matrix A (lower triangle used and overwritten).
-
-    Z (zeroed, (d, d)) receives Z[:, :rank] with Z Z^T = A up to the LAPACK ``?pstrf`` stopping
-    rule (next pivot <= eps * max diag). Unblocked LAPACK ``dpstf2`` algorithm. Returns the rank.
-    """
-    d = A.shape[0]
-    piv = np.arange(d)
-    dmax = 0.0
-    for i in range(d):
-        if A[i, i] > dmax:
-            dmax = A[i, i]
-    if not dmax > 0.0:
-        return 0
-    tol = 2.220446049250313e-16 * dmax
-    rank = d
-    for j in range(d):
-        best = j
-        bv = A[j, j]
-        for i in range(j + 1, d):
-            if A[i, i] > bv:
-                bv = A[i, i]
-                best = i
-        if not bv > tol:
-            rank = j
-            break
-        if best != j:
-            pb = best
-            for k in range(j):  # computed part of L
-                t = A[j, k]
-                A[j, k] = A[pb, k]
-                A[pb, k] = t
-            t = A[j, j]
-            A[j, j] = A[pb, pb]
-            A[pb, pb] = t
-            for i in range(j + 1, pb):
-                t = A[i, j]
-                A[i, j] = A[pb, i]
-                A[pb, i] = t
-            for i in range(pb + 1, d):
-                t = A[i, j]
-                A[i, j] = A[i, pb]
-                A[i, pb] = t
-            t2 = piv[j]
-            piv[j] = piv[pb]
-            piv[pb] = t2
-        ljj = np.sqrt(A[j, j])
-        A[j, j] = ljj
-        inv = 1.0 / ljj
-        for i in range(j + 1, d):
-            A[i, j] *= inv
-        for i in range(j + 1, d):  # lower triangle of the Schur complement, row-wise
-            a = A[i, j]
-            if a != 0.0:
-                for k in range(j + 1, i + 1):
-                    A[i, k] -= a * A[k, j]
-    for i in range(d):
-        for k in range(min(i + 1, rank)):
-            Z[piv[i], k] = A[i, k]
-    return rank
-
-
-@njit(cache=True, nogil=True)
-def _nb_gram_factors(lam, B, C, kappa, discrete):  # pragma: no cover - compiled
-    """Realified Gramians of conjugate-pair channels (module docstring), their pivoted-Cholesky
-    factors (zero-padded to (N, 2n, 2n)), ranks and the squared norms tr(C_r P_r C_r^T)."""
-    N, n = lam.shape
-    p = C.shape[1]
-    d = 2 * n
-    ZP = np.zeros((N, d, d))
-    ZQ = np.zeros((N, d, d))
-    rank = np.zeros((N, 2), np.int64)
-    norm2 = np.zeros(N)
-    Pr = np.empty((d, d))
-    Qr = np.empty((d, d))
-    Cr = np.empty((p, d))
-    for c in range(N):
-        real_gramians_into(lam[c], B[c], C[c], kappa[c], discrete, Pr, Qr, Cr)
-        norm2[c] = output_energy(Pr, Cr)
-        rank[c, 0] = _nb_pchol(Pr, ZP[c])
-        rank[c, 1] = _nb_pchol(Qr, ZQ[c])
-    return ZP, ZQ, rank, norm2
-
-
-@njit(cache=True, nogil=True)
-def _nb_bt_project(H, s, ZP, ZQ, lam, B, C, kappa, r):  # pragma: no cover - compiled
-    """Square-root BT projection of each channel from H = Z_P^T Z_Q and its singular values s.
-
-    The r dominant right singular vectors come from two steps of inverse iteration on
-    G = H^T H with shifts s_i^2 (1 + 1e-10), orthonormalisation and a Rayleigh–Ritz step."""
-    N, d, _ = H.shape
-    n = d // 2
-    m = B.shape[2]
-    p = C.shape[1]
-    Ah = np.zeros((N, r, r))
-    Bh = np.zeros((N, r, m))
-    Ch = np.zeros((N, p, r))
-    x0 = np.empty((r, d))  # distinct generic start vectors: repeated sigma_i still span their space
-    for i in range(r):
-        for j in range(d):
-            x0[i, j] = 1.0 + 0.5 * np.sin(1.0 + 3.7 * j + 2.3 * i * (j + 1))
-    Y = np.empty((d, r))
-    AV = np.empty((d, r))
-    Br = np.empty((d, m))
-    Cr = np.empty((p, d))
-    for c in range(N):
-        Hc = H[c]
-        G = Hc.T @ Hc
-        for i in range(r):
-            mu = s[c, i] * s[c, i] * (1.0 + 1e-10)
-            Gs = G.copy()
-            for j in range(d):
-                Gs[j, j] -= mu
-            x = x0[i].copy()
-            for _ in range(2):
-                x = np.linalg.solve(Gs, x)
-                x /= np.linalg.norm(x)
-            Y[:, i] = x
-        Qy, _ = np.linalg.qr(Y)
-        Qy = np.ascontiguousarray(Qy)
-        Gr = np.ascontiguousarray(Qy.T) @ (G @ Qy)
-        Gr = 0.5 * (Gr + Gr.T)
-        w, E = np.linalg.eigh(Gr)
-        Er = np.ascontiguousarray(E[:, ::-1])
-        Yr = Qy @ Er
-        Ur = Hc @ Yr
-        V = ZP[c] @ Ur
-        W = ZQ[c] @ Yr
-        for i in range(r):
-            si = s[c, i]
-            f = 1.0 / np.sqrt(si)
-            for j in range(d):
-                V[j, i] *= f / si
-                W[j, i] *= f
-        for j in range(n):
-            lr = lam[c, j].real
-            li = lam[c, j].imag
-            for i in range(r):
-                AV[j, i] = lr * V[j, i] - li * V[n + j, i]
-                AV[n + j, i] = li * V[j, i] + lr * V[n + j, i]
-            for q in range(m):
-                Br[j, q] = B[c, j, q].real
-                Br[n + j, q] = B[c, j, q].imag
-            for q in range(p):
-                Cr[q, j] = kappa[c] * C[c, q, j].real
-                Cr[q, n + j] = -kappa[c] * C[c, q, j].imag
-        Wt = np.ascontiguousarray(W.T)
-        Em = Wt @ V
-        Ah[c] = np.linalg.solve(Em, Wt @ AV)
-        Bh[c] = np.linalg.solve(Em, Wt @ Br)
-        Ch[c] = Cr @ V
-    return Ah, Bh, Ch
-
-
 # --------------------------------------------------------------------------------------------- BT
 _POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
 
@@ -411,14 +254,14 @@ def _nthreads(N: int) -> int:
 
 def _bt_chunk_two_factor(lam, B, C, kappa, r, discrete):
     """Two-factor square-root BT (both pivoted-Cholesky factors, SVD of Z_P^T Z_Q) of a chunk."""
-    ZP, ZQ, ranks, norm2 = _nb_gram_factors(lam, B, C, kappa, discrete)
+    ZP, ZQ, ranks, norm2 = gram_factors_two_factor(lam, B, C, kappa, discrete)
     H = np.swapaxes(ZP, 1, 2) @ ZQ
     s = np.linalg.svd(H, compute_uv=False)
     floor = H.shape[1] * np.finfo(float).eps * s[:, 0]
     bad = ~(s[:, r - 1] > floor)
     if np.any(bad):
         return None, None, None, s, norm2, bad
-    Ah, Bh, Ch = _nb_bt_project(H, s, ZP, ZQ, lam, B, C, kappa, r)
+    Ah, Bh, Ch = bt_project_two_factor(H, s, ZP, ZQ, lam, B, C, kappa, r)
     return Ah, Bh, Ch, s, norm2, bad
 
 
