@@ -14,7 +14,6 @@ torch is imported lazily, only for torch files or tensors.
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .._files import atomic_output
 from ..errors import CheckpointError
 from ._common import is_torch_tensor, to_numpy
 
@@ -269,10 +269,7 @@ def save(state_dict: Mapping, path, overwrite: bool = False) -> Path:
     ext = target.suffix.lower()
     if ext not in (".safetensors", ".npz") + TORCH_EXT:
         raise CheckpointError(f"{path}: unknown checkpoint extension {ext!r}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + target.name + ".", suffix=".tmp", dir=str(target.parent))
-    os.close(fd)
-    try:
+    with atomic_output(target) as tmp:
         if ext == ".safetensors":
             _save_safetensors(state_dict, tmp)
         elif ext == ".npz":
@@ -283,21 +280,7 @@ def save(state_dict: Mapping, path, overwrite: bool = False) -> Path:
             import torch
 
             torch.save(dict(state_dict) if isinstance(state_dict, CheckpointDict) else state_dict, tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return target
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _save_safetensors(state_dict: Mapping, tmp: str):
