@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from test_bound import lqo_sd, s4d_sd
+from deep_builders import lqo_sd, s4d_sd
 
 from mor_lqo.adapters import save
 from mor_lqo.cli import EXIT_FILE, EXIT_LAYOUT, EXIT_OK, EXIT_USAGE, main

@@ -8,9 +8,9 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from deep_builders import lqo_sd, s4d_sd
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_bound import lqo_sd, s4d_sd
 
 from mor_lqo.adapters import extract
 from mor_lqo.adapters.block import HalfModes

@@ -7,9 +7,11 @@ import json
 import math
 import subprocess
 import sys
+from functools import partial
 
 import numpy as np
 import pytest
+from deep_builders import lqo_sd, s4d_sd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,55 +30,11 @@ from mor_lqo.deep.data import data_path
 from mor_lqo.deep.models import gelu, layer_norm
 from mor_lqo.errors import LayoutError, ShapeError
 
-
 # ---------------------------------------------------------------------------------------------
 # random state dicts (numpy only)
 # ---------------------------------------------------------------------------------------------
-def random_s4d_sd(rng, H=6, M=(5, 3), d_in=1, n_out=10):
-    f = np.float32
-    sd = {
-        "encoder.weight": rng.standard_normal((H, d_in)).astype(f),
-        "encoder.bias": rng.standard_normal(H).astype(f),
-        "decoder.weight": rng.standard_normal((n_out, H)).astype(f),
-        "decoder.bias": rng.standard_normal(n_out).astype(f),
-    }
-    for i, m in enumerate(M):
-        p = f"s4_layers.{i}."
-        sd[p + "D"] = rng.standard_normal(H).astype(f)
-        sd[p + "kernel.C"] = rng.standard_normal((H, m, 2)).astype(f)
-        sd[p + "kernel.log_dt"] = rng.uniform(np.log(1e-3), np.log(0.3), H).astype(f)
-        sd[p + "kernel.log_A_real"] = rng.uniform(-2, 1, (H, m)).astype(f)
-        sd[p + "kernel.A_imag"] = rng.uniform(-10, 10, (H, m)).astype(f)
-        sd[p + "output_linear.0.weight"] = (rng.standard_normal((2 * H, H, 1)) / np.sqrt(H)).astype(f)
-        sd[p + "output_linear.0.bias"] = rng.standard_normal(2 * H).astype(f)
-        sd[f"norms.{i}.weight"] = (1 + 0.1 * rng.standard_normal(H)).astype(f)
-        sd[f"norms.{i}.bias"] = (0.1 * rng.standard_normal(H)).astype(f)
-    return sd
-
-
-def random_lqo_sd(rng, H=5, P=(7, 4), R=(2, 3), d_in=1, n_out=10):
-    f = np.float32
-    sd = {
-        "encoder.weight": rng.standard_normal((H, d_in)).astype(f),
-        "encoder.bias": rng.standard_normal(H).astype(f),
-        "decoder.weight": rng.standard_normal((n_out, H)).astype(f),
-        "decoder.bias": rng.standard_normal(n_out).astype(f),
-    }
-    for i, (p_, r_) in enumerate(zip(P, R)):
-        p = f"layers.{i}.ssm."
-        sd[p + "log_A_real"] = rng.uniform(-2, 1, p_).astype(f)
-        sd[p + "A_imag"] = rng.uniform(-10, 10, p_).astype(f)
-        sd[p + "log_dt"] = rng.uniform(np.log(1e-2), np.log(0.5), 1).astype(f)
-        sd[p + "B"] = rng.standard_normal((p_, H, 2)).astype(f)
-        sd[p + "C"] = rng.standard_normal((H, p_, 2)).astype(f)
-        sd[p + "U"] = (0.5 * rng.standard_normal((H, r_, p_, 2))).astype(f)
-        sd[p + "D"] = rng.standard_normal(H).astype(f)
-        q = f"layers.{i}."
-        sd[q + "out.weight"] = (rng.standard_normal((H, H)) / np.sqrt(H)).astype(f)
-        sd[q + "out.bias"] = rng.standard_normal(H).astype(f)
-        sd[q + "norm.weight"] = (1 + 0.1 * rng.standard_normal(H)).astype(f)
-        sd[q + "norm.bias"] = (0.1 * rng.standard_normal(H)).astype(f)
-    return sd
+random_s4d_sd = partial(s4d_sd, M=(5, 3), n_out=10)
+random_lqo_sd = partial(lqo_sd, P=(7, 4), R=(2, 3), n_out=10)
 
 
 def cplx(a):
