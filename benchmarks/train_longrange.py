@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.tasks import DEFAULT_LENGTH, TONES_DEFAULTS, make_tones, task_info
+from benchmarks.train_mnist1d import s4_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_OUT = RESULTS / "tones_s4d.safetensors"
@@ -93,21 +94,8 @@ def truncated_kernel_logits(model, x: np.ndarray, lags: int | None, batch_size: 
 
 def build_model(args):
     """The torch training twin with the options of ``args``."""
-    from mor_lqo.deep.torch_models import S4Model
-
     info = task_info("tones")
-    return S4Model(
-        d_input=info["d_input"],
-        d_output=info["d_output"],
-        d_model=args.d_model,
-        n_layers=args.n_layers,
-        dropout=args.dropout,
-        prenorm=False,
-        d_state=args.d_state,
-        lr=args.ssm_lr,
-        dt_min=args.dt_min,
-        dt_max=args.dt_max,
-    )
+    return s4_model(args, info["d_input"], info["d_output"])
 
 
 def main(argv=None) -> dict:

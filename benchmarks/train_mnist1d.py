@@ -95,22 +95,29 @@ def parse_args(argv=None):
     return args
 
 
+def s4_model(args, d_input: int, d_output: int):
+    """The torch S4D model (post-norm) with the architecture options of ``args``."""
+    from mor_lqo.deep.torch_models import S4Model
+
+    return S4Model(
+        d_input=d_input,
+        d_output=d_output,
+        d_model=args.d_model,
+        n_layers=args.n_layers,
+        dropout=args.dropout,
+        prenorm=False,
+        d_state=args.d_state,
+        lr=args.ssm_lr,
+        dt_min=args.dt_min,
+        dt_max=args.dt_max,
+    )
+
+
 def build_model(args):
-    from mor_lqo.deep.torch_models import LQOModel, S4Model
+    from mor_lqo.deep.torch_models import LQOModel
 
     if args.family == "s4d":
-        return S4Model(
-            d_input=1,
-            d_output=10,
-            d_model=args.d_model,
-            n_layers=args.n_layers,
-            dropout=args.dropout,
-            prenorm=False,
-            d_state=args.d_state,
-            lr=args.ssm_lr,
-            dt_min=args.dt_min,
-            dt_max=args.dt_max,
-        )
+        return s4_model(args, 1, 10)
     return LQOModel(
         d_input=1,
         d_output=10,
