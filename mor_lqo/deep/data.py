@@ -15,6 +15,7 @@ None of these functions import torch.
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 from collections.abc import Mapping
@@ -124,43 +125,90 @@ _ST_DTYPES = {
     "I32": np.int32,
     "I16": np.int16,
     "I8": np.int8,
+    "U64": np.uint64,
+    "U32": np.uint32,
+    "U16": np.uint16,
     "U8": np.uint8,
     "BOOL": np.bool_,
+    "C64": np.complex64,
 }
 _ST_NAMES = {np.dtype(v).str: k for k, v in _ST_DTYPES.items()}
+_ST_MAX_HEADER = 100_000_000  # the safetensors package's own header-size limit (bytes)
+
+
+def _st_entry(path: Path, key: str, info: Any) -> tuple[np.dtype, tuple[int, ...], int, int]:
+    """Validated ``(dtype, shape, start, end)`` of one safetensors header entry."""
+    if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= set(info):
+        raise CheckpointError(f"{path}: entry {key!r} must have 'dtype', 'shape' and 'data_offsets'")
+    name, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+    if not isinstance(name, str) or name not in _ST_DTYPES:
+        raise CheckpointError(f"{path}: entry {key!r} has an unsupported dtype {name!r} "
+                              f"(supported without torch: {', '.join(_ST_DTYPES)})")
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        raise CheckpointError(f"{path}: entry {key!r} has a malformed shape {shape!r}")
+    if (not isinstance(offsets, list) or len(offsets) != 2
+            or not all(type(o) is int and o >= 0 for o in offsets) or offsets[0] > offsets[1]):
+        raise CheckpointError(f"{path}: entry {key!r} has malformed data_offsets {offsets!r}")
+    dt = np.dtype(_ST_DTYPES[name]).newbyteorder("<")
+    if offsets[1] - offsets[0] != dt.itemsize * math.prod(shape):
+        raise CheckpointError(f"{path}: entry {key!r}: data_offsets span {offsets[1] - offsets[0]} bytes, "
+                              f"shape {shape} of {name} needs {dt.itemsize * math.prod(shape)}")
+    return dt, tuple(shape), offsets[0], offsets[1]
+
+
+def _st_header(path: Path, data: bytes) -> tuple[dict[str, Any], dict[str, str], int]:
+    """Parse and validate the header: ``(entries, metadata, body offset)``.
+
+    The checks are those of the ``safetensors`` package: an 8-byte little-endian header length within
+    the file and its limit, a UTF-8 JSON object, string-to-string metadata, and entries whose byte
+    ranges tile the data section exactly (no gaps, no overlaps, nothing after the last tensor).
+    """
+    if len(data) < 8:
+        raise CheckpointError(f"{path}: too short to be a safetensors file")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > min(len(data) - 8, _ST_MAX_HEADER):
+        raise CheckpointError(f"{path}: header length {n} exceeds the file size or the header limit")
+    try:
+        header = json.loads(data[8 : 8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise CheckpointError(f"{path}: malformed safetensors header (not UTF-8 JSON)") from exc
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: malformed safetensors header (not a JSON object)")
+    meta = header.pop("__metadata__", None)
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+        raise CheckpointError(f"{path}: __metadata__ must map strings to strings")
+    entries = {key: _st_entry(path, key, info) for key, info in header.items()}
+    end = 0
+    for key, (_, _, start, stop) in sorted(entries.items(), key=lambda kv: (kv[1][2], kv[1][3])):
+        if start != end:
+            raise CheckpointError(f"{path}: entry {key!r} starts at byte {start}, expected {end} "
+                                  f"(gap or overlap in the data section)")
+        end = stop
+    if end != len(data) - 8 - n:
+        raise CheckpointError(f"{path}: the data section holds {len(data) - 8 - n} bytes, the header describes "
+                              f"{end} (truncated or padded file)")
+    return entries, meta, 8 + n
 
 
 def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Read a safetensors file into ``({key: ndarray}, metadata)`` without torch.
 
+    The header is validated as strictly as the ``safetensors`` package does (see :func:`_st_header`);
+    ``C64`` (complex64) is supported, ``BF16``/``F8`` types are refused (numpy has no such dtype).
+
     Raises
     ------
     CheckpointError
-        If the file is truncated or its header is malformed.
+        If the file is truncated, its header is malformed, or a dtype is unsupported.
     """
     path = Path(path)
     data = path.read_bytes()
-    if len(data) < 8:
-        raise CheckpointError(f"{path}: too short to be a safetensors file")
-    (n,) = struct.unpack("<Q", data[:8])
-    if n > len(data) - 8:
-        raise CheckpointError(f"{path}: header length {n} exceeds the file size")
-    try:
-        header = json.loads(data[8 : 8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: malformed safetensors header") from exc
-    meta = header.pop("__metadata__", None) or {}
-    body = memoryview(data)[8 + n :]
+    entries, meta, body0 = _st_header(path, data)
+    body = memoryview(data)[body0:]
     out: dict[str, np.ndarray] = {}
-    for key, info in header.items():
-        try:
-            dt = np.dtype(_ST_DTYPES[info["dtype"]]).newbyteorder("<")
-            start, end = info["data_offsets"]
-            shape = tuple(info["shape"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"{path}: unsupported or malformed entry {key!r}") from exc
-        if not 0 <= start <= end <= len(body) or (end - start) != dt.itemsize * int(np.prod(shape)):
-            raise CheckpointError(f"{path}: entry {key!r} has inconsistent offsets (truncated file?)")
+    for key, (dt, shape, start, end) in entries.items():
         out[key] = np.frombuffer(body[start:end], dtype=dt).reshape(shape).astype(dt.newbyteorder("="))
     return out, dict(meta)
 
