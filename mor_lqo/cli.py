@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from ._files import atomic_output
-from .errors import CheckpointError, LayoutError, MorLqoError, OrderError
+from ._files import DEFAULT_MAX_ARRAY_BYTES, atomic_output, read_npz_checked
+from .errors import CheckpointError, DataFileError, LayoutError, MorLqoError, OrderError
 
 __all__ = ["main", "build_parser"]
 
@@ -138,20 +138,17 @@ def _fmt(x, spec=".3g") -> str:
     return format(x, spec)
 
 
-def _load_data(path: str):
+def _load_data(path: str, max_bytes: int = DEFAULT_MAX_ARRAY_BYTES):
     p = Path(path)
     if not p.is_file():
         raise CLIError(f"data file not found: {p}", EXIT_FILE)
     try:
-        with np.load(p, allow_pickle=False) as z:
-            if "x" not in z.files:
-                raise CLIError(f"{p}: the npz needs an array 'x' (batch, L[, d_in]); found {z.files}", EXIT_FILE)
-            x = np.asarray(z["x"])
-            y = np.asarray(z["y"]) if "y" in z.files else None
-    except CLIError:
-        raise
-    except Exception as exc:  # corrupt / pickled npz
-        raise CLIError(f"{p}: cannot read the data file ({exc})", EXIT_FILE) from exc
+        arrays = read_npz_checked(p, ("x", "y"), max_bytes)
+    except DataFileError as exc:
+        raise CLIError(str(exc), EXIT_FILE) from exc
+    if "x" not in arrays:
+        raise CLIError(f"{p}: the npz needs an array 'x' (batch, L[, d_in])", EXIT_FILE)
+    x, y = arrays["x"], arrays.get("y")
     if x.ndim not in (2, 3) or x.shape[0] < 1:
         raise CLIError(f"{p}: x must have shape (batch, L) or (batch, L, d_in), got {x.shape}", EXIT_USAGE)
     if y is not None and y.shape[0] != x.shape[0]:

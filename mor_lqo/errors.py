@@ -56,6 +56,11 @@ class CheckpointError(MorLqoError, ValueError):
     """A checkpoint file is corrupt, truncated, unsafe to load, or would be overwritten."""
 
 
+class DataFileError(MorLqoError, ValueError):
+    """A data file (``.npz`` calibration inputs) that cannot be read safely: unreadable, pickled,
+    inconsistent with its own header, or larger than the memory limit."""
+
+
 class SymmetrizationWarning(UserWarning):
     """A real quadratic-output matrix was replaced by its symmetric part (output unchanged)."""
 
@@ -76,6 +81,7 @@ __all__ = [
     "ComplexSystemError",
     "LayoutError",
     "CheckpointError",
+    "DataFileError",
     "SymmetrizationWarning",
     "ConvergenceWarning",
 ]
