@@ -8,19 +8,26 @@ r"""Command line: ``mor-lqo compress`` and ``mor-lqo inspect`` (also ``python -m
 
 ``compress`` prints a per-layer table (order before → after, h2 error, share of the output-error bound)
 and totals (SSM and trainable parameters, accuracy, bound vs measured logit error), and writes to
-``--out`` (default ``./mor_lqo_out``): the compressed checkpoint (safetensors, atomic write, never over
-the input), ``report.json`` and a PNG plot. Exit codes: 0 success, 2 invalid arguments (bad ratio,
-order, budget, method), 3 unreadable / missing / unsafe checkpoint or data file, 4 unknown or
-inconsistent layout, 1 any other error. No torch needed.
+``--out`` (default ``./mor_lqo_out``) as one unit: the compressed checkpoint (safetensors, never over the
+input), ``report.json`` and a PNG plot are written into a hidden staging directory and published
+together; an existing non-empty ``--out`` is replaced only with ``--force`` and only if it holds an
+earlier run's outputs. Exit codes: 0 success, 2 invalid arguments (bad ratio, order, budget, method),
+3 unreadable / missing / unsafe checkpoint or data file, 4 unknown or inconsistent layout, 5 the
+outputs cannot be written (``--out`` exists, permission, read-only or full disk), 6 out of memory,
+130 interrupted (SIGINT), 143 terminated (SIGTERM), 1 any other error. Errors are one line; ``--debug``
+shows the traceback. No torch needed.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import os
+import signal
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,12 +36,13 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from ._files import DEFAULT_MAX_ARRAY_BYTES, atomic_output, read_npz_checked
+from ._files import DEFAULT_MAX_ARRAY_BYTES, OutputExistsError, atomic_output, read_npz_checked, staged_output_dir
 from .errors import CheckpointError, DataFileError, LayoutError, MorLqoError, OrderError
 
 __all__ = ["main", "build_parser"]
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FILE, EXIT_LAYOUT = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FILE, EXIT_LAYOUT, EXIT_OUTPUT, EXIT_MEMORY = 0, 1, 2, 3, 4, 5, 6
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143
 CALIBRATION = 256
 DEFAULT_OUT = "mor_lqo_out"
 
@@ -70,7 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    f"{DEFAULT_RATIO})")
     g.add_argument("--order", type=int, help="reduced real order per unit (even)")
     g.add_argument("--budget", type=float, help="maximum number of SSM parameters after compression")
-    c.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default ./{DEFAULT_OUT})")
+    c.add_argument("--out", default=DEFAULT_OUT,
+                   help=f"output directory, written as one unit (default ./{DEFAULT_OUT})")
+    c.add_argument("--force", action="store_true",
+                   help="replace an existing --out that holds an earlier run's outputs")
     c.add_argument("--bundled", default="s4d", choices=("s4d", "lqo"),
                    help="bundled model used when no CHECKPOINT is given (default s4d)")
     c.add_argument("--data", help="npz with x (batch, L[, d_in]) and optionally y: calibration and evaluation data "
@@ -83,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     c.add_argument("--no-plot", action="store_true", help="do not write the PNG plot")
     c.add_argument("--quiet", action="store_true", help="print only the output paths")
+    c.add_argument("--debug", action="store_true", help="show tracebacks of errors")
 
     i = sub.add_parser("inspect", help="blocks, orders, Hankel singular values and suggested orders",
                        description="List the SSM blocks of a checkpoint with their orders, Hankel singular "
@@ -94,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--length", type=int, help="use finite-horizon (FIR Hankel) singular values over L lags")
     i.add_argument("--hsv", type=int, default=8, help="leading Hankel singular values shown (default 8)")
     i.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    i.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     return p
 
 
@@ -173,11 +186,24 @@ def _save(state_dict, path: Path, metadata: dict) -> None:
         write_safetensors(tmp, state_dict, metadata)
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def _inside(path: Path, directory: Path) -> bool:
+    """True if ``path`` is ``directory`` or lies below it (symbolic links resolved)."""
+    p, d = path.resolve(), directory.resolve()
+    return p == d or d in p.parents
+
+
+def _check_out(out_dir: Path, force: bool) -> None:
+    """Refuse an unusable ``--out`` before any work is done."""
+    from ._files import check_output_dir
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CLIError(f"--out {out_dir} exists and is not a directory", EXIT_USAGE)
     try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
+        check_output_dir(out_dir, force)
+    except OutputExistsError as exc:
+        raise CLIError(str(exc), EXIT_OUTPUT) from exc
+    out_dir.parent.mkdir(parents=True, exist_ok=True)  # can we write there at all? (OSError -> exit 5)
+    os.rmdir(tempfile.mkdtemp(prefix="." + out_dir.name + ".", suffix=".probe", dir=out_dir.parent))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,8 +231,7 @@ def _cmd_compress(args) -> int:
     if args.length is not None and args.length < 1:
         raise CLIError("--length must be >= 1", EXIT_USAGE)
     out_dir = Path(args.out)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise CLIError(f"--out {out_dir} exists and is not a directory", EXIT_USAGE)
+    _check_out(out_dir, args.force)
 
     # -- the model and the data ------------------------------------------------------------------------
     from .adapters import load as load_checkpoint
@@ -243,8 +268,9 @@ def _cmd_compress(args) -> int:
         if args.data:
             x, y = _load_data(args.data)
     ckpt_path = out_dir / f"{stem}_compressed.safetensors"
-    if _same_file(ckpt_path, src_path):
-        raise CLIError(f"refusing to overwrite the input checkpoint {src_path}; choose another --out", EXIT_USAGE)
+    if _inside(src_path, out_dir):
+        raise CLIError(f"the input checkpoint {src_path} lies inside --out {out_dir}; choose another --out",
+                       EXIT_USAGE)
 
     cal = None if x is None else x[: args.calibration]
     say(f"mor-lqo compress: {source}, method {args.method}, "
@@ -311,21 +337,24 @@ def _cmd_compress(args) -> int:
     report["notes"] = ([data_note] if data_note else []) + list(res.notes)
     report["timings"] = dict(res.timings)
 
-    # -- write -------------------------------------------------------------------------------------------
+    # -- write: one unit -----------------------------------------------------------------------------
+    report["output"] = {"checkpoint": str(ckpt_path), "report": str(out_dir / "report.json")}
     try:
-        _save(res.state_dict, ckpt_path, {"mor_lqo": __version__, "method": res.method, "source": source})
-    except CheckpointError as exc:
-        raise CLIError(str(exc), EXIT_FILE) from exc
-    report["output"] = {"checkpoint": str(ckpt_path)}
-    plot_path = None
-    if not args.no_plot:
-        plot_path = _plot(res, orig_model, x, out_dir / "compression.png", report)
-        if plot_path is not None:
-            report["output"]["plot"] = str(plot_path)
-    report["timings"]["end_to_end"] = time.perf_counter() - t0
+        with staged_output_dir(out_dir, args.force) as stage:
+            try:
+                _save(res.state_dict, stage / ckpt_path.name,
+                      {"mor_lqo": __version__, "method": res.method, "source": source})
+            except CheckpointError as exc:
+                raise CLIError(str(exc), EXIT_FILE) from exc
+            if not args.no_plot and _plot(res, orig_model, x, stage / "compression.png", report) is not None:
+                report["output"]["plot"] = str(out_dir / "compression.png")
+            report["timings"]["end_to_end"] = time.perf_counter() - t0
+            _atomic_write_bytes(stage / "report.json",
+                                json.dumps(_clean(report), indent=2, default=_json_default).encode())
+    except OutputExistsError as exc:
+        raise CLIError(str(exc), EXIT_OUTPUT) from exc
     rep_path = out_dir / "report.json"
-    report["output"]["report"] = str(rep_path)
-    _atomic_write_bytes(rep_path, json.dumps(_clean(report), indent=2, default=_json_default).encode())
+    plot_path = out_dir / "compression.png" if "plot" in report["output"] else None
 
     # -- table -------------------------------------------------------------------------------------------
     if not args.quiet:
@@ -539,6 +568,57 @@ def _unit_hsvs(block, L: int | None, max_units: int = 256) -> list[np.ndarray]:
 # ---------------------------------------------------------------------------------------------
 # entry point
 # ---------------------------------------------------------------------------------------------
+class Terminated(BaseException):
+    """SIGTERM, raised as an exception so that cleanup (worker pools, staging directories) runs."""
+
+
+def _raise_terminated(signum, frame):  # noqa: ARG001 - signal handler signature
+    raise Terminated()
+
+
+_OS_ERRORS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+              errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+              errno.EPERM: "operation not permitted", errno.EISDIR: "is a directory",
+              errno.ENOTDIR: "not a directory", errno.ENAMETOOLONG: "file name too long"}
+
+
+def _os_error_message(exc: OSError) -> str:
+    what = _OS_ERRORS.get(exc.errno or -1, exc.strerror or str(exc))
+    where = exc.filename if exc.filename is not None else ""
+    return f"{where}: {what}" if where else what
+
+
+def _run(args) -> int:
+    """Run the command; map every foreseeable failure to (one-line message, exit code)."""
+    name = args.command
+    try:
+        return _cmd_compress(args) if name == "compress" else _cmd_inspect(args)
+    except CLIError as exc:
+        msg, code = str(exc), exc.code
+    except CheckpointError as exc:
+        msg, code = str(exc), EXIT_FILE
+    except LayoutError as exc:
+        msg, code = str(exc), EXIT_LAYOUT
+    except MorLqoError as exc:
+        msg, code = str(exc), EXIT_ERROR
+    except MemoryError:
+        msg, code = "out of memory (reduce --length, --calibration or the data size)", EXIT_MEMORY
+    except OSError as exc:
+        if isinstance(exc, BrokenPipeError):  # output piped into head & co.
+            try:
+                sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+            except OSError:
+                pass
+            return EXIT_OK
+        msg, code = _os_error_message(exc), EXIT_OUTPUT
+    except KeyboardInterrupt:
+        msg, code = "interrupted", EXIT_SIGINT
+    except Terminated:
+        msg, code = "terminated", EXIT_SIGTERM
+    print(f"mor-lqo {name}: error: {msg}", file=sys.stderr)
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``mor-lqo`` (returns the exit code; ``sys.exit(main())`` in scripts)."""
     parser = build_parser()
@@ -549,31 +629,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    previous = None
     try:
-        if args.command == "compress":
-            return _cmd_compress(args)
-        return _cmd_inspect(args)
-    except CLIError as exc:
-        print(f"mor-lqo {args.command}: error: {exc}", file=sys.stderr)
-        return exc.code
-    except CheckpointError as exc:
-        print(f"mor-lqo {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_FILE
-    except LayoutError as exc:
-        print(f"mor-lqo {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_LAYOUT
-    except MorLqoError as exc:
-        print(f"mor-lqo {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("mor-lqo: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # output piped into head & co.
-        try:
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
-        except OSError:
-            pass
-        return EXIT_OK
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
+    try:
+        if args.debug:
+            return _cmd_compress(args) if args.command == "compress" else _cmd_inspect(args)
+        return _run(args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,7 +12,7 @@ import pytest
 from deep_builders import lqo_sd, s4d_sd
 
 from mor_lqo.adapters import save
-from mor_lqo.cli import EXIT_FILE, EXIT_LAYOUT, EXIT_OK, EXIT_USAGE, main
+from mor_lqo.cli import EXIT_FILE, EXIT_LAYOUT, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE, main
 from mor_lqo.deep import S4DModel, read_safetensors
 
 
@@ -68,10 +68,11 @@ def test_user_checkpoint_without_data(ckpt, tmp_path, capsys):
     assert not (out / "compression.png").exists()
     sd, _ = read_safetensors(out / "model_compressed.safetensors")
     assert S4DModel.from_state_dict(sd).d_state == (4, 4)
-    # writing into the input's own directory is fine: a new file, the input untouched
-    assert main(["compress", str(ckpt), "--order", "2", "--out", str(ckpt.parent), "--quiet"]) == EXIT_OK
+    # --out is published as one unit: the input's own (non-empty) directory is refused, --force or not
+    for extra in ([], ["--force"]):
+        assert main(["compress", str(ckpt), "--order", "2", "--out", str(ckpt.parent), "--quiet", *extra]) in (
+            EXIT_OUTPUT, EXIT_USAGE)
     assert ckpt.read_bytes() == before
-    assert "model_compressed.safetensors" in capsys.readouterr().out
 
 
 def test_user_checkpoint_with_data(ckpt, tmp_path, rng):

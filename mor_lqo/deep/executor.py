@@ -15,7 +15,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from typing import Any
 
-__all__ = ["available_cores", "make_executor", "run_tasks", "progress_bar"]
+__all__ = ["available_cores", "make_executor", "run_tasks", "progress_bar", "shutdown_executor"]
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def available_cores() -> int:
@@ -43,8 +45,43 @@ def make_executor(kind: str = "process", max_workers: int | None = None) -> Exec
     if kind == "process":
         methods = multiprocessing.get_all_start_methods()
         ctx = multiprocessing.get_context("fork" if "fork" in methods and sys.platform != "darwin" else None)
-        return ProcessPoolExecutor(max_workers=n, mp_context=ctx)
+        return ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_die_with_parent)
     raise ValueError(f"executor must be 'process', 'thread', 'serial' or a concurrent.futures.Executor, got {kind!r}")
+
+
+def _die_with_parent() -> None:
+    """Worker initializer: ask the kernel to send SIGTERM to this worker when its parent dies (Linux).
+
+    A parent killed by a signal it does not handle (SIGKILL, or SIGTERM in a plain script) cannot shut
+    its pool down; without this its workers would finish their task, holding the caller's stdout/stderr.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):  # pragma: no cover - no prctl: the pool's own shutdown still works
+        pass
+
+
+def shutdown_executor(executor: Executor, abort: bool) -> None:
+    """Shut an executor down; with ``abort`` cancel what is pending and stop running workers at once.
+
+    ``abort`` is for interrupted runs (KeyboardInterrupt, SIGTERM turned into an exception, a failed
+    task): a process pool's workers are terminated rather than waited for, so nothing outlives the call.
+    """
+    if not abort:
+        executor.shutdown(wait=True)
+        return
+    workers = list((getattr(executor, "_processes", None) or {}).values())
+    executor.shutdown(wait=False, cancel_futures=True)
+    for proc in workers:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in workers:
+        proc.join(timeout=5)
 
 
 class _NoBar:

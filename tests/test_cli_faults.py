@@ -1,0 +1,166 @@
+"""Fault injection for ``mor-lqo compress``: outputs are one unit, never lost, mixed or left half-written.
+
+Each case reproduces a failure seen with the earlier CLI: an existing ``--out`` overwritten silently, two
+runs mixing their files, a full disk after the checkpoint was written, SIGTERM leaving workers and
+temporary files behind, unwritable output paths ending in tracebacks.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from deep_builders import s4d_sd
+
+from mor_lqo import cli
+from mor_lqo.adapters import save
+from mor_lqo.cli import EXIT_OK, EXIT_OUTPUT, EXIT_SIGTERM, EXIT_USAGE, main
+from mor_lqo.deep import read_safetensors
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def ckpt(tmp_path):
+    return save(s4d_sd(np.random.default_rng(3), H=3, M=(6, 5)), tmp_path / "in" / "model.safetensors")
+
+
+def _run(ckpt, out, *extra):
+    return main(["compress", str(ckpt), "--order", "2", "--out", str(out), "--no-progress", "--no-plot", "--quiet",
+                 *extra])
+
+
+def _leftovers(parent: Path) -> list[str]:
+    return sorted(p.name for p in parent.iterdir() if p.name.startswith("."))
+
+
+def _report_matches_checkpoint(out: Path) -> None:
+    rep = json.loads((out / "report.json").read_text())
+    _, meta = read_safetensors(Path(rep["output"]["checkpoint"]))
+    assert meta["method"] == rep["method"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(Path(v).name for v in rep["output"].values())
+
+
+def test_existing_outputs_need_force_and_are_replaced_whole(ckpt, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _run(ckpt, out, "--method", "modal") == EXIT_OK
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert _run(ckpt, out, "--method", "bt") == EXIT_OUTPUT
+    assert "--force" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == first  # untouched
+    assert _run(ckpt, out, "--method", "bt", "--force") == EXIT_OK
+    assert json.loads((out / "report.json").read_text())["method"] == "bt"
+    _report_matches_checkpoint(out)
+    assert _leftovers(tmp_path) == []
+
+
+def test_foreign_files_are_never_replaced(ckpt, tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("precious")
+    for extra in ([], ["--force"]):
+        assert _run(ckpt, out, *extra) == EXIT_OUTPUT
+    assert "no earlier run wrote" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _run(ckpt, empty) == EXIT_OK  # an empty directory is fine
+
+
+def test_disk_full_keeps_the_previous_outputs(ckpt, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    assert _run(ckpt, out, "--method", "modal") == EXIT_OK
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    real = cli._atomic_write_bytes
+
+    def full(path, data):
+        if Path(path).name == "report.json":  # the checkpoint is already written when the disk fills
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        real(path, data)
+
+    monkeypatch.setattr(cli, "_atomic_write_bytes", full)
+    assert _run(ckpt, out, "--method", "bt", "--force") == EXIT_OUTPUT
+    err = capsys.readouterr().err
+    assert "no space left on device" in err and "Traceback" not in err and err.count("\n") == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == first  # the complete previous run
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("where", ["/proc/mor_lqo_out", "/dev/null/out"])
+def test_unwritable_out_is_one_line_before_any_work(ckpt, where, capsys):
+    t0 = time.perf_counter()
+    assert _run(ckpt, where) in (EXIT_OUTPUT, EXIT_USAGE)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert time.perf_counter() - t0 < 30  # refused up front, not after the reduction (loose: shared CI)
+
+
+def _cli(*args, **kw):
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-m", "mor_lqo", "compress", *map(str, args)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_concurrent_forced_runs_never_mix(ckpt, tmp_path):
+    out = tmp_path / "out"
+    assert _run(ckpt, out) == EXIT_OK
+    for _ in range(2):
+        procs = [_cli(ckpt, "--order", "2", "--out", out, "--force", "--no-progress", "--no-plot", "--quiet",
+                      "--method", m) for m in ("modal", "bt")]
+        codes = [p.wait(timeout=300) for p in procs]
+        assert codes == [EXIT_OK, EXIT_OK], [p.stderr.read() for p in procs]
+        _report_matches_checkpoint(out)
+    assert _leftovers(tmp_path) == []
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_sigterm_stops_workers_and_leaves_no_files(tmp_path):
+    out = tmp_path / "out"
+    proc = _cli("--method", "h2", "--executor", "process", "--out", out, "--no-progress", "--no-plot")
+    deadline = time.monotonic() + 120
+    kids: list[int] = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        kids = _children(proc.pid)
+        if kids:
+            break
+        time.sleep(0.05)
+    if not kids:
+        proc.kill()
+        pytest.fail(f"no worker processes appeared (rc {proc.poll()}): {proc.communicate()[1][-2000:]}")
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    rc = proc.wait(timeout=120)
+    err = proc.stderr.read()
+    assert rc == EXIT_SIGTERM, err[-2000:]
+    assert "terminated" in err and "Traceback" not in err
+    t_end = time.monotonic() + 30
+    while time.monotonic() < t_end and any(_alive(k) for k in kids):
+        time.sleep(0.1)
+    assert not any(_alive(k) for k in kids)
+    assert not out.exists() and _leftovers(tmp_path) == []
