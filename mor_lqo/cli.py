@@ -192,6 +192,22 @@ def _inside(path: Path, directory: Path) -> bool:
     return p == d or d in p.parents
 
 
+FIT_BYTES_PER_LAG = 16 * 640  # complex candidate basis of the finite-horizon fit: ~640 columns per lag
+
+
+def _check_length_memory(L: int) -> None:
+    """Refuse a sequence length whose finite-horizon fit cannot fit in memory, before allocating it."""
+    from ._files import _format_bytes, available_memory
+    from .deep.executor import available_cores
+
+    avail = available_memory()
+    need = FIT_BYTES_PER_LAG * L * max(1, available_cores())
+    if avail is not None and need > avail // 2:
+        most = avail // 2 // (FIT_BYTES_PER_LAG * max(1, available_cores()))
+        raise CLIError(f"--length {L} needs about {_format_bytes(need)} for the finite-horizon fit, more than half "
+                       f"of the {_format_bytes(avail)} available; use --length {most} or less", EXIT_MEMORY)
+
+
 def _check_out(out_dir: Path, force: bool) -> None:
     """Refuse an unusable ``--out`` before any work is done."""
     from ._files import check_output_dir
@@ -230,6 +246,8 @@ def _cmd_compress(args) -> int:
         raise CLIError("--calibration must be >= 1", EXIT_USAGE)
     if args.length is not None and args.length < 1:
         raise CLIError("--length must be >= 1", EXIT_USAGE)
+    if args.length is not None:
+        _check_length_memory(args.length)
     out_dir = Path(args.out)
     _check_out(out_dir, args.force)
 
@@ -452,20 +470,35 @@ def _plot(res, orig_model, x, path: Path, report: dict):
     return path
 
 
-def _fir_hsv(h: np.ndarray, max_dim: int = 1600) -> np.ndarray:
-    """Singular values of the finite-horizon Hankel operator of Markov parameters h (L, p, m).
+def _fir_hankel_blocks(L: int, p: int, m: int, max_dim: int = 1600) -> int:
+    """Number of block rows/columns of the finite-horizon Hankel matrix (at most ``max_dim`` rows/columns)."""
+    return max(1, min(L - 1, max_dim // max(p, m)))
 
-    ``H[i, j] = h[1 + i + j]`` for ``i + j + 1 < L`` (past inputs -> future outputs inside the window);
-    the number of block rows is capped so that the matrix has at most ``max_dim`` rows/columns.
+
+def _fir_hsv(h: np.ndarray, L: int | None = None, max_dim: int = 1600) -> np.ndarray:
+    """Singular values of the finite-horizon Hankel operator of Markov parameters h (K, p, m).
+
+    ``H[i, j] = h[1 + i + j]`` for ``i + j + 1 < L`` (past inputs -> future outputs inside the window of
+    ``L`` lags, default ``K``); the number of block rows is capped so that the matrix has at most
+    ``max_dim`` rows/columns, so only the first ``2 n`` Markov parameters are needed (``h`` may be
+    shorter than ``L``).
     """
-    L, p, m = h.shape
-    n = max(1, min(L - 1, max_dim // max(p, m)))
-    Hk = np.zeros((n * p, n * m))
-    for i in range(n):
-        for j in range(n):
-            if 1 + i + j < L:
-                Hk[i * p:(i + 1) * p, j * m:(j + 1) * m] = h[1 + i + j]
+    K, p, m = h.shape
+    L = K if L is None else L
+    n = _fir_hankel_blocks(L, p, m, max_dim)
+    lag = 1 + np.arange(n)[:, None] + np.arange(n)[None, :]  # (n, n) lag of each block
+    hh = np.zeros((2 * n + 1, p, m), dtype=h.dtype)
+    k = min(K, 2 * n + 1)
+    hh[:k] = h[:k]
+    blocks = np.where((lag < L)[:, :, None, None], hh[np.minimum(lag, 2 * n)], 0.0)  # (n, n, p, m)
+    Hk = blocks.transpose(0, 2, 1, 3).reshape(n * p, n * m)
     return np.linalg.svd(Hk, compute_uv=False)
+
+
+def _fir_hsv_of(system, L: int) -> np.ndarray:
+    """Finite-horizon Hankel singular values of a system over ``L`` lags (computes only the lags needed)."""
+    n = _fir_hankel_blocks(L, system.p, system.m)
+    return _fir_hsv(system.impulse_response(min(L, 2 * n + 1)), L)
 
 
 def _block_hsv(block, L: int, max_units: int = 64) -> np.ndarray | None:
@@ -475,7 +508,7 @@ def _block_hsv(block, L: int, max_units: int = 64) -> np.ndarray | None:
     out = []
     step = max(1, len(block.units) // max_units)
     for u in block.units[::step]:
-        s = _fir_hsv(u.system.impulse_response(L))
+        s = _fir_hsv_of(u.system, L)
         out.append(s[: min(s.size, block.order)])
     k = min(x.size for x in out)
     return np.median(np.stack([x[:k] for x in out]), axis=0)
@@ -511,7 +544,9 @@ def _cmd_inspect(args) -> int:
                              "p": b.p, "stored": b.stored, "order": b.order,
                              "params": int(sum(np.asarray(sd[k]).size for k in b.keys if k in sd))}
         if b.lti:
-            hsv = _unit_hsvs(b, args.length)
+            hsv, skipped = _unit_hsvs(b, args.length)
+            if skipped:
+                e["skipped_units"] = skipped
             if hsv:
                 k = min(s.size for s in hsv)
                 med = np.median(np.stack([s[:k] for s in hsv]), axis=0)
@@ -536,6 +571,8 @@ def _cmd_inspect(args) -> int:
             print(f"      suggested order for tol {args.tol:g}: {so['max']} (all units), {so['median']} (median unit)")
         elif not e["lti"]:
             print("      input-dependent (not LTI): no Hankel singular values")
+        for note in e.get("skipped_units", []):
+            print(f"      skipped {note}")
     return EXIT_OK
 
 
@@ -549,20 +586,27 @@ def _suggest(s: np.ndarray, tol: float) -> int:
     return r
 
 
-def _unit_hsvs(block, L: int | None, max_units: int = 256) -> list[np.ndarray]:
+def _unit_hsvs(block, L: int | None, max_units: int = 256) -> tuple[list[np.ndarray], list[str]]:
+    """Hankel singular values of (a sample of) a block's units, and a note for each unit skipped."""
     from .gramians import hankel_singular_values
 
-    out = []
+    out, skipped = [], []
     step = max(1, len(block.units) // max_units)
-    for u in block.units[::step]:
+    for i in range(0, len(block.units), step):
+        u = block.units[i]
         try:
             if L is None:
-                out.append(np.asarray(hankel_singular_values(u.system)))
+                s = np.asarray(hankel_singular_values(u.system))
             else:
-                out.append(_fir_hsv(u.system.impulse_response(L))[: u.system.order])
-        except MorLqoError:
+                s = _fir_hsv_of(u.system, L)[: u.system.order]
+        except MorLqoError as exc:
+            skipped.append(f"unit {i}: {exc}")
             continue
-    return out
+        if not np.all(np.isfinite(s)):
+            skipped.append(f"unit {i}: non-finite Hankel singular values")
+            continue
+        out.append(s)
+    return out, skipped
 
 
 # ---------------------------------------------------------------------------------------------

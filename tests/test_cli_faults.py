@@ -164,3 +164,36 @@ def test_sigterm_stops_workers_and_leaves_no_files(tmp_path):
         time.sleep(0.1)
     assert not any(_alive(k) for k in kids)
     assert not out.exists() and _leftovers(tmp_path) == []
+
+
+def test_huge_length_is_refused_before_allocation(ckpt, tmp_path, capsys):
+    from mor_lqo.cli import EXIT_MEMORY
+
+    assert _run(ckpt, tmp_path / "o", "--length", str(10**9)) == EXIT_MEMORY
+    err = capsys.readouterr().err
+    assert "--length" in err and "available" in err and err.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_inspect_long_horizon_needs_only_the_lags_it_uses(ckpt, capsys):
+    # the Hankel matrix is capped at 1600 rows, i.e. lags < 3201: L = 10**6 and L = 4000 are the same operator
+    out = {}
+    for L in (4000, 10**6):
+        assert main(["inspect", str(ckpt), "--json", "--length", str(L), "--hsv", "12"]) == EXIT_OK
+        out[L] = json.loads(capsys.readouterr().out)
+    for a, b in zip(out[4000]["blocks"], out[10**6]["blocks"]):
+        assert a["hsv"] == b["hsv"] and a["suggested_order"] == b["suggested_order"]
+
+
+def test_inspect_names_units_it_cannot_analyse(tmp_path, capsys):
+    sd = s4d_sd(np.random.default_rng(3), H=3, M=(6, 5))
+    la = sd["s4_layers.1.kernel.log_A_real"].copy()
+    la[0, 0] = -np.inf  # Re(a) = -exp(-inf) = 0: a mode on the unit circle after discretisation
+    sd["s4_layers.1.kernel.log_A_real"] = la
+    path = save(sd, tmp_path / "marginal.safetensors")
+    assert main(["inspect", str(path), "--json"]) == EXIT_OK
+    blocks = json.loads(capsys.readouterr().out)["blocks"]
+    assert "skipped_units" not in blocks[0]
+    assert len(blocks[1]["skipped_units"]) == 1 and blocks[1]["skipped_units"][0].startswith("unit 0:")
+    assert main(["inspect", str(path)]) == EXIT_OK
+    assert "skipped unit 0" in capsys.readouterr().out
