@@ -21,6 +21,7 @@ shows the traceback. No torch needed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import math
@@ -91,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"number of sequences used for calibration (default {CALIBRATION}; labels unused)")
     c.add_argument("--executor", default=None, choices=("process", "thread", "serial"),
                    help="where the per-block work runs (default: process pool when the work is large)")
+    c.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run the per-block work on a dask.distributed cluster (e.g. tcp://10.0.0.5:8786)")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     c.add_argument("--no-plot", action="store_true", help="do not write the PNG plot")
     c.add_argument("--quiet", action="store_true", help="print only the output paths")
@@ -192,6 +195,26 @@ def _inside(path: Path, directory: Path) -> bool:
     return p == d or d in p.parents
 
 
+@contextlib.contextmanager
+def _cluster_executor(address: str | None):
+    """A ``concurrent.futures`` executor on the dask.distributed scheduler at ``address`` (None: none)."""
+    if address is None:
+        yield None
+        return
+    try:
+        from distributed import Client
+    except ImportError as exc:
+        raise CLIError("--scheduler needs dask.distributed: pip install 'dask[distributed]'", EXIT_USAGE) from exc
+    try:
+        client = Client(address, timeout=10, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise CLIError(f"cannot reach the dask scheduler at {address}: {exc}", EXIT_ERROR) from exc
+    try:
+        yield client.get_executor()
+    finally:
+        client.close()
+
+
 FIT_BYTES_PER_LAG = 16 * 640  # complex candidate basis of the finite-horizon fit: ~640 columns per lag
 
 
@@ -244,6 +267,8 @@ def _cmd_compress(args) -> int:
         raise CLIError(f"--budget must be a positive number of parameters, got {args.budget}", EXIT_USAGE)
     if args.calibration < 1:
         raise CLIError("--calibration must be >= 1", EXIT_USAGE)
+    if args.scheduler is not None and args.executor is not None:
+        raise CLIError("--scheduler and --executor are exclusive: the cluster is the executor", EXIT_USAGE)
     if args.length is not None and args.length < 1:
         raise CLIError("--length must be >= 1", EXIT_USAGE)
     if args.length is not None:
@@ -295,9 +320,10 @@ def _cmd_compress(args) -> int:
         + (f"ratio {ratio}" if ratio is not None else f"order {args.order}" if args.order is not None
            else f"budget {args.budget:g}" if args.budget is not None else "default ratio"))
     try:
-        res = compress(model_in, method=args.method, ratio=ratio, order=args.order, budget=args.budget,
-                       arch=args.arch, inputs=cal, length=None if cal is not None else args.length,
-                       executor=args.executor, progress=not (args.no_progress or args.quiet))
+        with _cluster_executor(args.scheduler) as cluster:
+            res = compress(model_in, method=args.method, ratio=ratio, order=args.order, budget=args.budget,
+                           arch=args.arch, inputs=cal, length=None if cal is not None else args.length,
+                           executor=cluster or args.executor, progress=not (args.no_progress or args.quiet))
     except CompressionError as exc:
         raise CLIError(str(exc), EXIT_USAGE) from exc
     except OrderError as exc:

@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from typing import Any
 
-__all__ = ["available_cores", "make_executor", "run_tasks", "progress_bar", "shutdown_executor"]
+__all__ = ["available_cores", "make_executor", "run_tasks", "progress_bar", "shutdown_executor", "as_executor",
+           "executor_workers"]
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -47,6 +48,28 @@ def make_executor(kind: str = "process", max_workers: int | None = None) -> Exec
         ctx = multiprocessing.get_context("fork" if "fork" in methods and sys.platform != "darwin" else None)
         return ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_die_with_parent)
     raise ValueError(f"executor must be 'process', 'thread', 'serial' or a concurrent.futures.Executor, got {kind!r}")
+
+
+def as_executor(obj: Any) -> Any:
+    """``obj`` itself, or the ``concurrent.futures`` executor of a dask.distributed ``Client``."""
+    if not isinstance(obj, Executor) and callable(getattr(obj, "get_executor", None)):
+        return obj.get_executor()
+    return obj
+
+
+def executor_workers(executor: Executor | None) -> int:
+    """How many tasks ``executor`` runs at once: a pool's ``max_workers``, the total threads of a dask
+    cluster's workers, else the local cores (1 without an executor)."""
+    if executor is None:
+        return 1
+    n = getattr(executor, "_max_workers", None)
+    client = getattr(executor, "_client", None)
+    if n is None and client is not None and callable(getattr(client, "nthreads", None)):
+        try:
+            n = sum(client.nthreads().values())
+        except Exception:  # noqa: BLE001 - a cluster that cannot tell: fall back to the local cores
+            n = None
+    return max(1, int(n or available_cores()))
 
 
 def _die_with_parent() -> None:
