@@ -158,20 +158,38 @@ def _load_torch(path: Path):
 
 
 def _load_safetensors(path: Path):
+    raw, meta = _read_safetensors(path)
+    tied = (meta or {}).get(TIED_KEY)
+    if tied:
+        import json
+
+        try:
+            ties = json.loads(tied)
+            for dup, key in ties.items():
+                raw[dup] = raw[key]  # the same array: the tie is restored
+        except (ValueError, KeyError, AttributeError, TypeError) as exc:
+            raise CheckpointError(f"{path}: malformed {TIED_KEY} metadata: {exc}") from exc
+    return raw
+
+
+def _read_safetensors(path: Path) -> tuple[dict, dict | None]:
     try:
+        from safetensors import safe_open
         from safetensors.numpy import load_file
     except ImportError:
         # the safetensors package is an optional extra: fall back to the pure-numpy reader
         from ..deep.data import read_safetensors
 
-        return read_safetensors(path)[0]
+        return read_safetensors(path)
     try:
-        return load_file(str(path))
+        with safe_open(str(path), framework="numpy") as fh:
+            meta = fh.metadata()
+        return load_file(str(path)), meta
     except TypeError:
         # dtypes numpy does not have (bfloat16): read through torch
         try:
             from safetensors.torch import load_file as load_torch
-            return load_torch(str(path))
+            return load_torch(str(path)), None
         except Exception as exc:
             raise CheckpointError(f"{path}: corrupt or unsupported safetensors file: {exc}") from exc
     except Exception as exc:
@@ -279,19 +297,82 @@ def save(state_dict: Mapping, path, overwrite: bool = False) -> Path:
         else:
             import torch
 
-            torch.save(dict(state_dict) if isinstance(state_dict, CheckpointDict) else state_dict, tmp)
+            torch.save(_to_torch(dict(state_dict) if isinstance(state_dict, CheckpointDict) else state_dict), tmp)
     return target
 
 
+def _to_torch(obj: Any) -> Any:
+    """``obj`` with every numpy array replaced by a torch tensor (containers rebuilt, other values kept),
+    so that ``torch.load(weights_only=True)`` — torch's default — reads the file."""
+    import torch
+
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.array(obj, copy=True))
+    if isinstance(obj, Mapping):
+        out = _copy_mapping(obj)
+        for k, v in obj.items():
+            out[k] = _to_torch(v)
+        return out
+    if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
+        return type(obj)(_to_torch(v) for v in obj)
+    return obj
+
+
+TIED_KEY = "mor_lqo.tied"  # safetensors metadata: JSON {duplicate key: key whose data it shares}
+
+
+def _memory_id(v) -> tuple | None:
+    """What identifies the memory a tensor/array views (None: not an array)."""
+    if is_torch_tensor(v):
+        return ("t", v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape), tuple(v.stride()),
+                str(v.dtype))
+    if isinstance(v, np.ndarray):
+        return ("n", v.__array_interface__["data"][0], v.shape, v.strides, v.dtype.str)
+    return None
+
+
+def _untie(flat: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Drop entries that view the same memory as an earlier key (tied weights): (kept, {dup: kept key})."""
+    seen: dict[tuple, str] = {}
+    kept: dict[str, Any] = {}
+    tied: dict[str, str] = {}
+    for k in sorted(flat):
+        mid = _memory_id(flat[k])
+        if mid is not None and mid in seen and _numel(flat[k]) > 0:
+            tied[k] = seen[mid]
+            continue
+        if mid is not None:
+            seen[mid] = k
+        kept[k] = flat[k]
+    return kept, tied
+
+
+def _numel(v) -> int:
+    return int(v.numel()) if is_torch_tensor(v) else int(np.asarray(v).size)
+
+
+def _full_flat(state_dict: Mapping) -> dict[str, Any]:
+    """Flat ``{key: tensor}`` with the keys as the user's module has them (``module.`` prefixes kept)."""
+    view = _View(state_dict)
+    while view.wrapper is not None:
+        view = view.inner
+    return {view.prefix + k: v for k, v in view.flat.items()}
+
+
 def _save_safetensors(state_dict: Mapping, tmp: str):
-    flat = _View(state_dict).flat
+    """Write the flat tensors under the user's own keys; tied weights are stored once and the ties
+    recorded in the metadata (``mor_lqo.tied``), which :func:`load` restores."""
+    import json
+
+    flat, tied = _untie(_full_flat(state_dict))
+    meta = {TIED_KEY: json.dumps(tied, sort_keys=True)} if tied else None
     if any(is_torch_tensor(v) for v in flat.values()):
         import torch
         from safetensors.torch import save_file
 
         flat = {k: (v if is_torch_tensor(v) else torch.from_numpy(np.ascontiguousarray(v)))
                 .detach().cpu().contiguous() for k, v in flat.items()}
-        save_file(flat, tmp)
+        save_file(flat, tmp, metadata=meta)
     else:
         arrays = {k: np.ascontiguousarray(v) for k, v in flat.items()}
         try:
@@ -300,6 +381,6 @@ def _save_safetensors(state_dict: Mapping, tmp: str):
             # the safetensors package is an optional extra: fall back to the pure-numpy writer
             from ..deep.data import write_safetensors
 
-            write_safetensors(tmp, arrays)
+            write_safetensors(tmp, arrays, meta)
             return
-        save_file(arrays, tmp)
+        save_file(arrays, tmp, metadata=meta)
