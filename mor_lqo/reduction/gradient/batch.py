@@ -118,18 +118,6 @@ def h2_gradient_batch(lam, B, C, r: int, *, dt: float, scale: float = 2.0, init=
     ------
     OrderError, ShapeError, UnstableSystemError, ValueError
     """
-    lam = as_float_or_complex(lam, "lam").astype(np.complex128)
-    B = as_float_or_complex(B, "B").astype(np.complex128)
-    C = as_float_or_complex(C, "C").astype(np.complex128)
-    if lam.ndim != 2:
-        raise ShapeError(f"lam must have shape (N, n), got {lam.shape}")
-    N, n = lam.shape
-    if B.ndim == 2:
-        B = B[:, :, None]
-    if C.ndim == 2:
-        C = C[:, None, :]
-    if B.ndim != 3 or B.shape[:2] != (N, n) or B.shape[2] < 1:
-        raise ShapeError(f"B must have shape (N, n, m) = ({N}, {n}, m), got {B.shape}")
     lam, B, C = _channel_arrays(lam, B, C)
     N, n = lam.shape
     m, p = B.shape[2], C.shape[1]
