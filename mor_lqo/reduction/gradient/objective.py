@@ -51,7 +51,7 @@ class H2Objective:
     ``[nu (q), phi (q), Re B^, Im B^ (q m each; only if optimised), Re C^, Im C^ (p q each; only
     without projection), quadratic parameters]`` with ``q = r/2`` (pairs) or ``r``. The poles are
     :math:`(1-\delta)\exp(-e^{\nu} + i\theta)` (discrete) or :math:`-\delta - e^\nu + i\theta` with
-    :math:`\theta = \varphi` (complex ROMs) or the bounded angle map of the module docstring (pairs;
+    :math:`\theta = \varphi` (complex ROMs) or the bounded angle map of :mod:`mor_lqo.reduction.gradient` (pairs;
     the stored member has :math:`\mathrm{Im}\,\hat\lambda > 0`, or the orientation fixed by
     :meth:`pack` for LQO models, whose quadratic coupling depends on it).
     With ``project_c`` and one input, ``B^`` is fixed to ones. Hermitian quadratic parameters per
