@@ -560,17 +560,14 @@ def test_batch_margin_and_init_validation(rng):
         h2_gradient_batch(lam, B, C, 4, dt=1.0, init="bt")
 
 
-def test_batch_speed_1024_channels():
-    """1024 S4D channels of real order 64 -> 2 in a few seconds (measured ~0.7 s on 2 shared cores)."""
-    import time
+def test_batch_1024_channels():
+    """1024 S4D channels of real order 64 -> 2: never worse than the start, almost all converged.
 
+    The wall time of this case is measured by ``benchmarks/bench_h2_gradient.py`` (section 2).
+    """
     rng = np.random.default_rng(0)
     lam, B, C = _channels(rng, 1024)
-    h2_gradient_batch(lam[:2], B[:2], C[:2], 2, dt=1.0)  # warm-up (numba caches)
-    t = time.perf_counter()
     res = h2_gradient_batch(lam, B, C, 2, dt=1.0)
-    elapsed = time.perf_counter() - t
-    assert elapsed < 15.0  # generous: the CI machine is shared
     assert np.all(res.h2_error <= res.init_error * (1 + 1e-12))
     assert res.converged.mean() > 0.95
 
