@@ -255,19 +255,19 @@ def _use_lanes(batch: int, row_len: float, qcost: int) -> bool:
 
 def _pack_lanes(lam, B, C, discrete: bool, horizon: int | None, kron: bool, rmin: float):
     """Lane layout ``lam (6, n, N)``, ``U (2, q1, n, N)``, ``V (2, q2, n, N)`` of a batch."""
-    from . import cauchy_numba as nb
+    from . import cauchy_lanes_numba as nl
 
     N, n = lam.shape
     m, p = B.shape[-1], C.shape[-2]
     Lp = np.zeros((6, n, N))
-    nb.lanes_split(lam, Lp[0:2])
+    nl.lanes_split(lam, Lp[0:2])
     if horizon is not None:
-        nb.lanes_split(_ipow(lam, horizon), Lp[2:4])
+        nl.lanes_split(_ipow(lam, horizon), Lp[2:4])
     if discrete:
-        nb.lanes_split(_safe_log(lam, rmin), Lp[4:6])
+        nl.lanes_split(_safe_log(lam, rmin), Lp[4:6])
     U = np.empty((2, m * p if kron else m, n, N))
     V = np.empty((2, 0 if kron else p, n, N))
-    nb.lanes_factors(B, C, kron, U, V)
+    nl.lanes_factors(B, C, kron, U, V)
     return Lp, U, V
 
 
@@ -449,6 +449,7 @@ def cauchy_inner(lam1, B1, C1, lam2, B2, C2, discrete: bool, horizon: int | None
         val = np.zeros(lead, dtype=np.complex128)
         return val if batch is not None else val[()]
 
+    from . import cauchy_lanes_numba as nl
     from . import cauchy_numba as nb
 
     lam1, B1, C1, lam2, B2, C2 = (_c128(a) for a in arrs)
@@ -462,7 +463,7 @@ def cauchy_inner(lam1, B1, C1, lam2, B2, C2, discrete: bool, horizon: int | None
     if batch is not None and _use_lanes(batch, n2, m1 * p1 if kron else m1 + p1 + 2):
         A1 = _pack_lanes(lam1, B1, C1, bool(discrete), horizon, kron, r1)
         A2 = _pack_lanes(lam2, B2, C2, bool(discrete), horizon, kron, r2)
-        kern = nb.inner_lanes_serial if batch * work < SERIAL_WORK else nb.inner_lanes
+        kern = nl.inner_lanes_serial if batch * work < SERIAL_WORK else nl.inner_lanes
         out = kern(mode, Lh, tau2, *A1, *A2)
         return out[:, 0] + 1j * out[:, 1]
     L1 = _pack_lam(lam1, bool(discrete), horizon, r1)
@@ -533,6 +534,7 @@ def cauchy_norm2(lam, B, C, discrete: bool, horizon: int | None = None):
         val = np.zeros(lead)
         return val if batch is not None else float(val)
 
+    from . import cauchy_lanes_numba as nl
     from . import cauchy_numba as nb
 
     lam, B, C = (_c128(a) for a in (lam, B, C))
@@ -544,7 +546,7 @@ def cauchy_norm2(lam, B, C, discrete: bool, horizon: int | None = None):
     r1 = _log_radius(np.sqrt(tau2), lam)
     if batch is not None and _use_lanes(batch, n / 2, m * p if kron else m + p + 2):
         A = _pack_lanes(lam, B, C, bool(discrete), horizon, kron, r1)
-        kern = nb.norm2_lanes_serial if batch * work < SERIAL_WORK else nb.norm2_lanes
+        kern = nl.norm2_lanes_serial if batch * work < SERIAL_WORK else nl.norm2_lanes
         return kern(mode, Lh, tau2, *A)
     Lp = _pack_lam(lam, bool(discrete), horizon, r1)
     U, V = _pack_factors(B, C, kron)
