@@ -205,7 +205,6 @@ def test_unstable_and_feedthrough():
 
 
 # ----------------------------------------------------------------------------- real data
-@pytest.mark.skipif(not ADVECDIFF.exists(), reason="shared benchmark data not available")
 def test_advecdiff_model():
     d = scipy.io.loadmat(ADVECDIFF)
     assert d["B"].dtype == np.uint16
