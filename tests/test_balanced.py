@@ -326,7 +326,7 @@ def test_advecdiff_lqo_bt_errors_decrease_full(advec):
 
 @pytest.mark.slow
 def test_advecdiff_against_independent_lqo_bt(advec):
-    """LQO-BT via scipy's Lyapunov solver and eigen factors (lqo_math.md §7.2)."""
+    """LQO-BT via scipy's Lyapunov solver and eigen factors (docs/theory.md §7.2)."""
     A, B, C, M = advec.A, advec.B, advec.C, advec.M[0]
     P = sla.solve_continuous_lyapunov(A, -B @ B.T)
     Q = sla.solve_continuous_lyapunov(A.T, -(C.T @ C + M @ P @ M))
