@@ -30,7 +30,6 @@ from mor_lqo.reduction.balanced import (
 slycot = pytest.importorskip("slycot")
 
 
-
 def _stable(n, m, p, *, discrete, rng, complex_=False, radius=0.8, shift=0.3):
     A = rng.standard_normal((n, n)) / np.sqrt(n)
     B = rng.standard_normal((n, m))
