@@ -1,4 +1,4 @@
-"""Timings of the Deep-SSM compression pipeline (issue 5).
+"""Timings of the Deep-SSM compression pipeline.
 
 1. ``mor-lqo compress`` on the bundled model, end to end (subprocess, as a user runs it): target ≤ 60 s on
    2 cores.

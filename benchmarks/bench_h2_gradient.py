@@ -6,7 +6,7 @@
 2. ``h2_gradient_batch`` on 1024 channels 64 -> 2, against a loop of SLICOT BT and a loop of
    ``h2_gradient`` on the same channels (the loop of ``h2_gradient`` is timed on a subset and scaled).
 
-Channels (issue 3): lam_c = -exp(log 0.5 + 0.1 N(0,1)) + i pi k, dt = exp(U(log 1e-3, log 1e-1)),
+Channels (S4D-like, ZOH-discretised): lam_c = -exp(log 0.5 + 0.1 N(0,1)) + i pi k, dt = exp(U(log 1e-3, log 1e-1)),
 lam = exp(dt lam_c), B = (lam - 1)/lam_c, C complex normal, scale = 2 (halved S4D layout).
 
 Timings are min-of-k repeats (the machine is shared); errors are relative h2 errors of the real

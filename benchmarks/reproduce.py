@@ -1,4 +1,4 @@
-r"""Reproduce the claims of the two papers on models we can train and run (issue 6).
+r"""Reproduce the claims of the two papers on models we can train and run.
 
 One command regenerates every table and plot under ``benchmarks/results/``::
 

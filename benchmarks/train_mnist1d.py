@@ -17,7 +17,7 @@ channel), upstream dt range [1e-3, 1e-1], 20 epochs; LQO H = 64, 2 layers, P = 6
 R = 2, one dt per layer from [1e-2, 1e-1], no activation, 20 epochs. Both: AdamW lr 1e-2 (SSM tensors
 1e-3), weight decay 1e-2, batch 64, dropout 0.1, seed 0, 1 torch thread.
 
-``s4d_large_state`` (not bundled; the paper-A regime where SSM parameters dominate, issue 6): the S4D
+``s4d_large_state`` (not bundled; the paper-A regime where SSM parameters dominate): the S4D
 defaults with H = 32, d_state = 256 (128 stored modes, real order 256 per channel) and 80 epochs
 (≈ 3.5 min), so that 88 % of the trainable parameters are SSM parameters. Its record goes to a JSON file beside the weights
 (``<out>.json``) rather than into ``models.json``.

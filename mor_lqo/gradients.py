@@ -1,4 +1,4 @@
-r"""Squared h2 error and its gradient with respect to the reduced model (lqo_math.md §4).
+r"""Squared h2 error and its gradient with respect to the reduced model (docs/theory.md §4).
 
 Complex (Wirtinger) convention: for a complex parameter Z,
 :math:`\nabla_Z J := \partial J/\partial\,\mathrm{Re} Z + i\,\partial J/\partial\,\mathrm{Im} Z

@@ -1,4 +1,4 @@
-r"""Gramians of LTI and LQO systems (lqo_math.md §2, §3) and Hankel singular values.
+r"""Gramians of LTI and LQO systems (docs/theory.md §2, §3) and Hankel singular values.
 
 ::
 

@@ -1,4 +1,4 @@
-r"""h2 norms, inner products and errors of LTI and LQO systems (lqo_math.md §2–§3).
+r"""h2 norms, inner products and errors of LTI and LQO systems (docs/theory.md §2–§3).
 
 ::
 

@@ -198,7 +198,7 @@ class LQOSystem:
         The real input-output map is :math:`y = \kappa\,\mathrm{Re}(C x) + x^H M x + D u` with
         :math:`x_k = \Lambda x_{k-1} + B u_k` (discrete) or :math:`\dot x = \Lambda x + B u`, for real
         inputs. It is represented *exactly* by the conjugation-closed complex diagonal system of order
-        2n (lqo_math.md §8.3)
+        2n (docs/theory.md §8.3)
 
         .. math::
 
@@ -573,7 +573,7 @@ class LQOSystem:
         r"""Exact real realisation of a real-output system (same order, same I/O map for real u).
 
         For a :meth:`conjugate_pairs` system with stored (Λ, B, C, M, κ), the state
-        :math:`x_r = [\mathrm{Re}\,x; \mathrm{Im}\,x]` gives (lqo_math.md §8.2)
+        :math:`x_r = [\mathrm{Re}\,x; \mathrm{Im}\,x]` gives (docs/theory.md §8.2)
         :math:`A_r = [[\mathrm{Re}\Lambda, -\mathrm{Im}\Lambda], [\mathrm{Im}\Lambda, \mathrm{Re}\Lambda]]`,
         :math:`B_r = [\mathrm{Re} B; \mathrm{Im} B]`, :math:`C_r = \kappa[\mathrm{Re} C, -\mathrm{Im} C]`,
         :math:`M_r = [[\mathrm{Re} M, -\mathrm{Im} M], [\mathrm{Im} M, \mathrm{Re} M]]`.

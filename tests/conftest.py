@@ -29,8 +29,8 @@ try:
 except ImportError:  # pragma: no cover
     pass
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-ADVECDIFF = SHARED / "data" / "AdvecDiff_n300.mat"
+# The AdvecDiff LQO benchmark (n = 300), in the repository: tests/data/README.md (source, licence)
+ADVECDIFF = Path(__file__).resolve().parent / "data" / "AdvecDiff_n300.mat"
 
 
 def random_stable(n, m, p, *, discrete, complex_=False, rng, radius=0.9, shift=0.5):

@@ -8,13 +8,13 @@ sampled H-infinity errors against the a-priori bound, and the realification iden
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import control as ct
 import numpy as np
 import pytest
 import scipy.io as sio
 import scipy.linalg as sla
+from conftest import ADVECDIFF
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,8 +28,6 @@ from mor_lqo.reduction.balanced import (
 )
 
 slycot = pytest.importorskip("slycot")
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "AdvecDiff_n300.mat"
 
 
 def _stable(n, m, p, *, discrete, rng, complex_=False, radius=0.8, shift=0.3):
@@ -295,9 +293,7 @@ def test_conjugate_pairs_reduce_through_realify(scale, discrete, lqo):
 # LQO-BT on the advection-diffusion benchmark
 # --------------------------------------------------------------------------------------------------
 def _advecdiff():
-    if not DATA.exists():
-        pytest.skip(f"{DATA} not available")
-    d = sio.loadmat(DATA)
+    d = sio.loadmat(ADVECDIFF)
     return LQOSystem(d["A"], d["B"].astype(np.float64), d["Clin"], M=d["Mquad"])
 
 
@@ -329,7 +325,7 @@ def test_advecdiff_lqo_bt_errors_decrease_full(advec):
 
 @pytest.mark.slow
 def test_advecdiff_against_independent_lqo_bt(advec):
-    """LQO-BT via scipy's Lyapunov solver and eigen factors (lqo_math.md §7.2)."""
+    """LQO-BT via scipy's Lyapunov solver and eigen factors (docs/theory.md §7.2)."""
     A, B, C, M = advec.A, advec.B, advec.C, advec.M[0]
     P = sla.solve_continuous_lyapunov(A, -B @ B.T)
     Q = sla.solve_continuous_lyapunov(A.T, -(C.T @ C + M @ P @ M))

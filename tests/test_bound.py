@@ -1,7 +1,7 @@
 """Tests of the output-error bound (mor_lqo.deep.bound, docs/bound.md).
 
 Independent checks: brute-force kernels and simulations for the block h2 errors and the single-block
-inequality (lqo_math.md §10.2), dense-grid Lipschitz constants, and measured ≤ bound for random
+inequality (docs/theory.md §10.2), dense-grid Lipschitz constants, and measured ≤ bound for random
 models, random compressions and random inputs (hypothesis), a-priori and a-posteriori, and on the
 bundled model with the bundled MNIST-1D test split.
 """
@@ -163,7 +163,7 @@ def test_s4d_kernels_match_model(rng):
        scale=st.floats(0.05, 5.0))
 @settings(max_examples=30, deadline=None)
 def test_single_block_inequality(seed, H, P, L, scale):
-    """lqo_math.md §10.2: |y_k - y^_k| <= ||h1 - h1^||_{k+1} ||u_0..k|| + ||h2 - h2^||_L ||u_0..k||^2."""
+    """docs/theory.md §10.2: |y_k - y^_k| <= ||h1 - h1^||_{k+1} ||u_0..k|| + ||h2 - h2^||_L ||u_0..k||^2."""
     rng = np.random.default_rng(seed)
     full = _lqo_params(rng, H=H, P=P)
     keep = np.sort(rng.choice(P, size=rng.integers(1, P), replace=False))

@@ -1,6 +1,6 @@
 """Tests of IRKA / LQO-IRKA, TSIA / LQO-TSIA and the optimality residuals.
 
-Oracles (lqo_math.md §5, §6, §12.11): at convergence the first-order Gramian conditions hold to
+Oracles (docs/theory.md §5, §6): at convergence the first-order Gramian conditions hold to
 rounding level, the interpolation conditions hold at the mirror images (continuous and discrete,
 LTI and LQO), the squared error is stationary under finite perturbations (an independent check that
 uses only ``h2_error``), and balanced truncation is a negative control. Further: M = 0 reproduces the

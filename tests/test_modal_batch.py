@@ -69,7 +69,7 @@ def test_modal_diagonal_error_is_norm_of_discarded_modes(discrete, complex_):
         disc = LQOSystem.diagonal(lam[drop], B[drop], C[:, drop], dt=dt)
         assert res.rom.order == r and res.rom.is_diagonal and res.rom.is_complex == complex_
         assert res.h2_error == pytest.approx(h2_norm(disc), rel=1e-9)
-        # the kept modes are the r largest single-mode h2 norms (lqo_math.md §7.6)
+        # the kept modes are the r largest single-mode h2 norms (docs/theory.md §7.6)
         single = [h2_norm(LQOSystem.diagonal(lam[[i]], B[[i]], C[:, [i]], dt=dt)) for i in range(n)]
         assert set(kept) == set(np.argsort(single)[::-1][:r])
 

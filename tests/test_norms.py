@@ -18,7 +18,8 @@ from mor_lqo import errors
 
 # ----------------------------------------------------------------------------- closed forms
 def test_scalar_closed_forms():
-    # discrete, a = 1/2, b = c = m = 1: P = 4/3, ||S||^2 = 28/9 (lqo_math.md §12.1)
+    # scalar closed form, discrete: P = b^2 / (1 - a^2), ||S||^2 = c^2 P + m^2 P^2;
+    # a = 1/2, b = c = m = 1 gives P = 4/3 and ||S||^2 = 28/9
     s = ml.LQOSystem([[0.5]], [[1.0]], [[1.0]], M=[[[1.0]]], dt=1.0)
     assert ml.h2_norm(s) ** 2 == pytest.approx(28 / 9, rel=1e-15)
     a, b, c, m = 2.0, 1.5, 0.7, 0.3
@@ -149,12 +150,12 @@ def test_conjugate_pairs_norm_is_real_map_norm(rng):
         real = s.realify()
         assert ml.h2_norm(s) == pytest.approx(ml.h2_norm(real), rel=1e-12)
         assert ml.h2_norm(s) ** 2 == pytest.approx(np.sum(s.impulse_response(400) ** 2), rel=1e-12)
-        # half-coordinate formula (lqo_math.md §8.4, linear part): (k^2/2) Re[tr(CPC^H) + tr(C P~ C^T)]
+        # half-coordinate formula (docs/theory.md §8.4, linear part): (k^2/2) Re[tr(CPC^H) + tr(C P~ C^T)]
         P = (B @ B.conj().T) / (1 - np.outer(lam, lam.conj()))
         Pt = (B @ B.T) / (1 - np.outer(lam, lam))
         half = scale**2 / 2 * np.real(np.trace(C @ P @ C.conj().T) + np.trace(C @ Pt @ C.T))
         assert ml.h2_norm(s) ** 2 == pytest.approx(half, rel=1e-12)
-        # the complex half-system norm is an upper bound (scaled), lqo_math.md §8.4
+        # the complex half-system norm is an upper bound (scaled), docs/theory.md §8.4
         cplx = ml.LQOSystem.diagonal(lam, B, scale * C, dt=1.0)
         assert ml.h2_norm(s) <= ml.h2_norm(cplx) * (1 + 1e-12)
 
@@ -205,7 +206,6 @@ def test_unstable_and_feedthrough():
 
 
 # ----------------------------------------------------------------------------- real data
-@pytest.mark.skipif(not ADVECDIFF.exists(), reason="shared benchmark data not available")
 def test_advecdiff_model():
     d = scipy.io.loadmat(ADVECDIFF)
     assert d["B"].dtype == np.uint16

@@ -1,7 +1,7 @@
 """Execute every notebook in ``notebooks/`` (nbclient) and fail on any cell error.
 
 The notebooks carry their own assertions (independent checks of h2 norms and errors). Each must run
-in well under a minute on one core; together they stay within the 2-minute budget of the issue.
+in well under a minute on one core; together they stay within a 2-minute budget.
 ``pytest --nbmake notebooks/`` runs the same notebooks through nbmake.
 """
 

@@ -13,7 +13,7 @@ trajectory on that input, never the compressed model's) or *a priori* for every 
 most ``input_norm`` (``length`` time steps). The bound is built from
 
 * the **finite-horizon h2 errors** of every SSM block (per channel for S4D, linear and quadratic parts
-  for the LQO blocks, lqo_math.md §2.1, §10.2), which enter through Cauchy–Schwarz;
+  for the LQO blocks, docs/theory.md §2.1, §10.2), which enter through Cauchy–Schwarz;
 * the **input sensitivity** of the reduced blocks (ℓ1 norms of their Markov parameters; for LQO blocks
   the local Lipschitz constant of the quadratic readout);
 * **Lipschitz constants** of the rest of each layer: GELU (:data:`GELU_LIPSCHITZ`, computed in closed
@@ -124,7 +124,7 @@ def _cauchy_h(la: np.ndarray, lb: np.ndarray, L: int) -> np.ndarray:
 
 
 def _conj_closed(params: Mapping[str, Any]):
-    """Conjugation-closed (Λ_f, B_f, M_f) of an LQO half-mode block (lqo_math.md §8.3)."""
+    """Conjugation-closed (Λ_f, B_f, M_f) of an LQO half-mode block (docs/theory.md §8.3)."""
     lam = np.asarray(params["Lambda_bar"], np.complex128)
     B = np.asarray(params["B_bar"], np.complex128)
     n = lam.size
@@ -158,7 +158,7 @@ def lqo_block_h2_errors(full: Mapping[str, Any], red: Mapping[str, Any], L: int)
     quad : float
         :math:`\|h_2 - \hat h_2\|_{h2,L}` of the real quadratic kernels over the lags ``[0, L)^2``
         (:math:`\sum_j \mathrm{tr}(P_L M^e_j P_L M^e_j)` of the stacked conjugation-closed error
-        system, lqo_math.md §2.1, §8.3; exactly 0 for identical blocks).
+        system, docs/theory.md §2.1, §8.3; exactly 0 for identical blocks).
     """
     h = lqo_markov(full, L)
     hh = lqo_markov(red, L)

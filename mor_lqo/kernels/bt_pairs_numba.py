@@ -5,7 +5,7 @@ in its exact real realisation of order ``d = 2n`` (state ``[Re x; Im x]``). Refe
 implementations for the tests: :func:`mor_lqo.reduction.batch._realified_gramians` (Gramians) and
 :func:`mor_lqo.balanced_truncation` (the reduced models).
 
-:func:`real_gramians_into` builds the real Gramians from the closed Cauchy forms (lqo_math.md §8.4).
+:func:`real_gramians_into` builds the real Gramians from the closed Cauchy forms (docs/theory.md §8.4).
 
 :func:`bt_pairs_one_factor` is the fast square-root BT used by :func:`mor_lqo.reduce_batch`: one
 pivoted Cholesky factor :math:`P = Z Z^T` (LAPACK ``dpstrf``), the symmetric
@@ -195,6 +195,119 @@ def project_channel(lam, B, V, W, Cr, Ah, Bh, Ch):  # pragma: no cover - compile
 
 
 @njit(cache=True, nogil=True)
+def _projected_gramian(Z, Qr):  # pragma: no cover - compiled
+    """G = Z^T Qr Z (k, k) for Z (d, k), symmetrised exactly (its eigenvalues are the squared HSVs)."""
+    T = Qr @ Z
+    G = np.ascontiguousarray(Z.T) @ T
+    k = G.shape[0]
+    for i in range(k):
+        for j in range(i):
+            g = 0.5 * (G[i, j] + G[j, i])
+            G[i, j] = g
+            G[j, i] = g
+    return G
+
+
+@njit(cache=True, nogil=True)
+def _tridiagonal_eigenvalues(G, dd, ee, tau, dw, ew, work):  # pragma: no cover - compiled
+    """Tridiagonalise G (k, k) in place (``dsytrd``: diagonal dd, off-diagonal ee, reflectors in G and
+    tau) and write all its eigenvalues, ascending, into dw[:k] (``dsterf``). False on a LAPACK failure."""
+    k = G.shape[0]
+    ch_l = np.array([76], np.uint8)  # 'L'
+    kk = np.array([k], np.int32)
+    nlw = np.array([work.shape[0]], np.int32)
+    info = np.zeros(1, np.int32)
+    dsytrd(ch_l.ctypes, kk.ctypes, G.ctypes, kk.ctypes, dd.ctypes, ee.ctypes, tau.ctypes, work.ctypes,
+           nlw.ctypes, info.ctypes)
+    if info[0] != 0:
+        return False
+    dw[:k] = dd[:k]
+    ew[:k] = ee[:k]
+    dsterf(kk.ctypes, dw.ctypes, ew.ctypes, info.ctypes)
+    return info[0] == 0
+
+
+@njit(cache=True, nogil=True)
+def _dominant_eigenvalues(k, r, dd, ee, dw, bisect, w, iblock, isplit, work, iwork):  # pragma: no cover
+    """The r largest eigenvalues of the tridiagonal (dd, ee) of order k, ascending (as ``dstein`` wants
+    them), in w[:r] with their blocks in iblock/isplit. They are known from ``dsterf`` (dw) when the
+    matrix does not split; otherwise (or with ``bisect``) ``dstebz`` locates them. False on failure."""
+    split = False
+    for i in range(k - 1):
+        if abs(ee[i]) <= 1e-15 * (abs(dd[i]) + abs(dd[i + 1])):
+            split = True
+            break
+    if not (split or bisect):
+        for j in range(r):
+            w[j] = dw[k - r + j]
+            iblock[j] = 1
+        isplit[0] = k
+        return True
+    ch_i = np.array([73], np.uint8)  # 'I'
+    ch_b = np.array([66], np.uint8)  # 'B'
+    kk = np.array([k], np.int32)
+    il = np.array([k - r + 1], np.int32)
+    iu = np.array([k], np.int32)
+    mfound = np.array([0], np.int32)
+    nsplit = np.array([0], np.int32)
+    info = np.zeros(1, np.int32)
+    vlu = np.zeros(2)
+    abstol = np.array([0.0])  # dstebz default
+    dstebz(ch_i.ctypes, ch_b.ctypes, kk.ctypes, vlu[0:].ctypes, vlu[1:].ctypes, il.ctypes, iu.ctypes,
+           abstol.ctypes, dd.ctypes, ee.ctypes, mfound.ctypes, nsplit.ctypes, w.ctypes, iblock.ctypes,
+           isplit.ctypes, work.ctypes, iwork.ctypes, info.ctypes)
+    return info[0] == 0 and mfound[0] == r
+
+
+@njit(cache=True, nogil=True)
+def _dominant_eigenvectors(G, tau, dd, ee, w, iblock, isplit, Zv, work, iwork):  # pragma: no cover
+    """Eigenvectors of the tridiagonalised G (k, k) for the r eigenvalues w[:r]: inverse iteration on
+    the tridiagonal matrix (``dstein``), back-transformed by the reflectors (``dormtr``). Zv (r, d) is
+    column-major with ldz = d (Zv[j, :k] is eigenvector j). False on a LAPACK failure."""
+    r, d = Zv.shape
+    ch_l = np.array([76], np.uint8)  # 'L'
+    ch_n = np.array([78], np.uint8)  # 'N'
+    kk = np.array([G.shape[0]], np.int32)
+    rr = np.array([r], np.int32)
+    nd = np.array([d], np.int32)
+    nlw = np.array([work.shape[0]], np.int32)
+    ifail = np.empty(r, np.int32)
+    info = np.zeros(1, np.int32)
+    dstein(kk.ctypes, dd.ctypes, ee.ctypes, rr.ctypes, w.ctypes, iblock.ctypes, isplit.ctypes, Zv.ctypes,
+           nd.ctypes, work.ctypes, iwork.ctypes, ifail.ctypes, info.ctypes)
+    if info[0] != 0:
+        return False
+    dormtr(ch_l.ctypes, ch_l.ctypes, ch_n.ctypes, kk.ctypes, rr.ctypes, G.ctypes, kk.ctypes, tau.ctypes,
+           Zv.ctypes, nd.ctypes, work.ctypes, nlw.ctypes, info.ctypes)
+    return info[0] == 0
+
+
+@njit(cache=True, nogil=True)
+def _balancing_bases(Z, Qr, Zv, w):  # pragma: no cover - compiled
+    """V = Z U_r Sigma_r^{-1/2} and W = Qr V Sigma_r^{-1} (d, r), U_r the eigenvectors Zv (r, d) of
+    G = Z^T Qr Z for its eigenvalues w[:r] = sigma^2, ordered by decreasing sigma."""
+    d, k = Z.shape
+    r = Zv.shape[0]
+    order = np.argsort(-w[:r])
+    U = np.empty((k, r))
+    for j in range(r):
+        src = order[j]
+        for i in range(k):
+            U[i, j] = Zv[src, i]
+    V = Z @ U
+    for j in range(r):
+        f = 1.0 / np.sqrt(np.sqrt(w[order[j]]))
+        for i in range(d):
+            V[i, j] *= f
+    W = Qr @ V
+    for j in range(r):
+        f = 1.0 / np.sqrt(w[order[j]])
+        for i in range(d):
+            W[i, j] *= f
+    return V, W
+
+
+@njit(cache=True, nogil=True)
 def bt_pairs_one_factor(lam, B, C, kappa, r, discrete, min_ratio, bisect=False):  # pragma: no cover - compiled
     """One-factor square-root BT of N conjugate-pair channels (module docstring).
 
@@ -233,36 +346,13 @@ def bt_pairs_one_factor(lam, B, C, kappa, r, discrete, min_ratio, bisect=False):
     Pr = np.empty((d, d))
     Qr = np.empty((d, d))
     Cr = np.empty((p, d))
-    # LAPACK arguments (by reference)
-    ch_l = np.array([76], np.uint8)  # 'L'
-    ch_n = np.array([78], np.uint8)  # 'N'
-    ch_i = np.array([73], np.uint8)  # 'I'
-    ch_b = np.array([66], np.uint8)  # 'B'
-    nd = np.array([d], np.int32)
-    kk = np.array([0], np.int32)
-    rr = np.array([r], np.int32)
-    il = np.array([0], np.int32)
-    iu = np.array([0], np.int32)
-    mfound = np.array([0], np.int32)
-    nsplit = np.array([0], np.int32)
-    info = np.zeros(1, np.int32)
-    vlu = np.zeros(2)
-    abstol = np.array([0.0])  # dstebz default
-    lwork = 64 * d
-    nlw = np.array([lwork], np.int32)
-    work = np.empty(lwork)
+    # LAPACK workspaces, reused by every channel
+    work = np.empty(64 * d)
     iwork = np.empty(3 * d, np.int32)
-    dd = np.empty(d)
-    ee = np.empty(d)
-    dw = np.empty(d)
-    ew = np.empty(d)
-    tau = np.empty(d)
-    w = np.empty(d)
+    dd, ee, dw, ew, tau, w = np.empty(d), np.empty(d), np.empty(d), np.empty(d), np.empty(d), np.empty(d)
     iblock = np.empty(d, np.int32)
     isplit = np.empty(d, np.int32)
-    ifail = np.empty(r, np.int32)
     Zv = np.empty((r, d))  # column-major (ldz = d): Zv[j] is eigenvector j
-    U = np.empty((d, r))
     for c in range(N):
         real_gramians_into(lam[c], B[c], C[c], kappa[c], discrete, Pr, Qr, Cr)
         norm2[c] = output_energy(Pr, Cr)
@@ -270,22 +360,8 @@ def bt_pairs_one_factor(lam, B, C, kappa, r, discrete, min_ratio, bisect=False):
         k = Z.shape[1]
         if k < r:
             continue
-        T = Qr @ Z
-        G = np.ascontiguousarray(Z.T) @ T
-        for i in range(k):
-            for j in range(i):
-                g = 0.5 * (G[i, j] + G[j, i])
-                G[i, j] = g
-                G[j, i] = g
-        kk[0] = k
-        dsytrd(ch_l.ctypes, kk.ctypes, G.ctypes, kk.ctypes, dd.ctypes, ee.ctypes, tau.ctypes, work.ctypes,
-               nlw.ctypes, info.ctypes)
-        if info[0] != 0:
-            continue
-        dw[:k] = dd[:k]
-        ew[:k] = ee[:k]
-        dsterf(kk.ctypes, dw.ctypes, ew.ctypes, info.ctypes)
-        if info[0] != 0:
+        G = _projected_gramian(Z, Qr)
+        if not _tridiagonal_eigenvalues(G, dd, ee, tau, dw, ew, work):
             continue
         top = dw[k - 1]
         if not top > 0.0:
@@ -294,51 +370,13 @@ def bt_pairs_one_factor(lam, B, C, kappa, r, discrete, min_ratio, bisect=False):
             hsv[c, i] = np.sqrt(max(dw[k - 1 - i], 0.0))
         if not dw[k - r] > min_ratio * top:
             continue
-        # the r largest eigenvalues (ascending, as dstein wants them) are known from dsterf; if T has
-        # no negligible off-diagonal entry it is one block, else let dstebz find the blocks
-        split = False
-        for i in range(k - 1):
-            if abs(ee[i]) <= 1e-15 * (abs(dd[i]) + abs(dd[i + 1])):
-                split = True
-                break
-        if split or bisect:
-            il[0] = k - r + 1
-            iu[0] = k
-            dstebz(ch_i.ctypes, ch_b.ctypes, kk.ctypes, vlu[0:].ctypes, vlu[1:].ctypes, il.ctypes, iu.ctypes,
-                   abstol.ctypes, dd.ctypes, ee.ctypes, mfound.ctypes, nsplit.ctypes, w.ctypes, iblock.ctypes,
-                   isplit.ctypes, work.ctypes, iwork.ctypes, info.ctypes)
-            if info[0] != 0 or mfound[0] != r:
-                continue
-        else:
-            for j in range(r):
-                w[j] = dw[k - r + j]
-                iblock[j] = 1
-            isplit[0] = k
+        if not _dominant_eigenvalues(k, r, dd, ee, dw, bisect, w, iblock, isplit, work, iwork):
+            continue
         if not w[0] > 0.0:
             continue
-        dstein(kk.ctypes, dd.ctypes, ee.ctypes, rr.ctypes, w.ctypes, iblock.ctypes, isplit.ctypes, Zv.ctypes,
-               nd.ctypes, work.ctypes, iwork.ctypes, ifail.ctypes, info.ctypes)
-        if info[0] != 0:
+        if not _dominant_eigenvectors(G, tau, dd, ee, w, iblock, isplit, Zv, work, iwork):
             continue
-        dormtr(ch_l.ctypes, ch_l.ctypes, ch_n.ctypes, kk.ctypes, rr.ctypes, G.ctypes, kk.ctypes, tau.ctypes,
-               Zv.ctypes, nd.ctypes, work.ctypes, nlw.ctypes, info.ctypes)
-        if info[0] != 0:
-            continue
-        order = np.argsort(-w[:r])
-        for j in range(r):
-            src = order[j]
-            for i in range(k):
-                U[i, j] = Zv[src, i]
-        V = Z @ U[:k]
-        for j in range(r):
-            f = 1.0 / np.sqrt(np.sqrt(w[order[j]]))
-            for i in range(d):
-                V[i, j] *= f
-        W = Qr @ V
-        for j in range(r):
-            f = 1.0 / np.sqrt(w[order[j]])
-            for i in range(d):
-                W[i, j] *= f
+        V, W = _balancing_bases(Z, Qr, Zv, w)
         project_channel(lam[c], B[c], V, W, Cr, Ah[c], Bh[c], Ch[c])
         ok[c] = True
     return Ah, Bh, Ch, hsv, norm2, ok

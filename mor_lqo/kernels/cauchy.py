@@ -15,7 +15,7 @@ time) is the Cauchy-type matrix
     \\end{cases}
 
 (the horizon kernel is ``sum_{t<L} z**t``, with limit ``L`` at ``z = 1``; it is the Gramian of the lags
-``0..L-1`` only, see ``lqo_math.md`` §2.1). The LTI inner product of the two systems is
+``0..L-1`` only, see docs/theory.md §2.1). The LTI inner product of the two systems is
 
 .. math::
 

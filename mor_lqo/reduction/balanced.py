@@ -1,4 +1,4 @@
-r"""Square-root balanced truncation (BT) of LTI systems and LQO-BT (lqo_math.md §7.1, §7.2).
+r"""Square-root balanced truncation (BT) of LTI systems and LQO-BT (docs/theory.md §7.1, §7.2).
 
 Algorithm (continuous and discrete time, real and complex data)::
 
@@ -241,7 +241,7 @@ def balanced_truncation(sys: LQOSystem, r: int, *, return_projection: bool = Fal
       ~1e-8 are at the rounding floor.
     * Stability: the ROM is stable when :math:`\sigma_r > \sigma_{r+1}` (Pernebo–Silverman), also
       for LQO-BT (it is the BT of the auxiliary LTI system with :math:`C_{aug}^H C_{aug} = C^HC +
-      \sum_j M_jPM_j`, lqo_math.md §7.2).
+      \sum_j M_jPM_j`, docs/theory.md §7.2).
     """
     if not isinstance(sys, LQOSystem):
         raise TypeError(f"expected an LQOSystem, got {type(sys).__name__}")

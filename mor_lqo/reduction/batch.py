@@ -8,7 +8,7 @@ least 64 channels), with single-threaded BLAS; no Python-level work per channel 
 the returned objects:
 
 * **"bt"** — balanced truncation of the exact real realisation (state ``[Re x; Im x]``, the same
-  system as ``sys.realify()``), Gramians from closed forms in half coordinates (lqo_math.md §8.4),
+  system as ``sys.realify()``), Gramians from closed forms in half coordinates (docs/theory.md §8.4),
   for channel ``lam (n,)``, ``B (n, m)``, ``C (p, n)``, output factor :math:`\kappa`::
 
       K_ik = 1/(1 - lam_i conj(lam_k)),  Kt_ik = 1/(1 - lam_i lam_k)
@@ -207,7 +207,7 @@ def _modal_inner(lf, Bf, Cf, mu, Bz, Cz, discrete):
 
 
 def _half_norms(lam, B, C, kappa, discrete):
-    r"""Squared real-input h2 norms (N,) of conjugate-pair channels, lqo_math.md §8.4:
+    r"""Squared real-input h2 norms (N,) of conjugate-pair channels, docs/theory.md §8.4:
     :math:`(\kappa^2/2)\,\mathrm{Re}[\mathrm{tr}(CPC^H) + \mathrm{tr}(C\tilde P C^T)]`."""
     K = _kern(lam, lam, discrete)
     Kt = _kern(lam, lam, discrete, conj=False)
@@ -407,7 +407,7 @@ def bt_pairs_batch(lam, B, C, r: int, *, discrete: bool, scale=2.0, algorithm: s
 
 # --------------------------------------------------------------------------------------------- modal
 def _pair_scores(lam, B, C, kappa, discrete):
-    """h2^2 norms (N, n) of each stored pair's real 2-state subsystem (lqo_math.md §8.4)."""
+    """h2^2 norms (N, n) of each stored pair's real 2-state subsystem (docs/theory.md §8.4)."""
     c2 = np.sum(np.abs(C) ** 2, axis=1)  # (N, n)
     ctc = np.sum(C * C, axis=1)
     b2 = np.sum(np.abs(B) ** 2, axis=2)

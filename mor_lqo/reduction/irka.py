@@ -1,6 +1,6 @@
 r"""IRKA and LQO-IRKA: iterative rational Krylov algorithm, continuous and discrete time.
 
-Continuous time (Gugercin–Antoulas–Beattie; lqo_math.md §6, §7.3, §7.5). With the current reduced
+Continuous time (Gugercin–Antoulas–Beattie; docs/theory.md §6, §7.3, §7.5). With the current reduced
 poles :math:`\hat\lambda_k`, right tangents :math:`b_k` and left tangents :math:`c_k`::
 
     σ_k = -conj(λ̂_k)                               (mirror images in the imaginary axis)

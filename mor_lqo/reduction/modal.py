@@ -1,4 +1,4 @@
-r"""Modal truncation: keep the dominant modes by their h2 contribution (lqo_math.md §7.6, §8).
+r"""Modal truncation: keep the dominant modes by their h2 contribution (docs/theory.md §7.6, §8).
 
 A mode group G (one real or complex mode, or a complex-conjugate pair of a real-output system) is
 scored by the squared h2 norm of its own subsystem (A_G, B_G, C_G, M_G) in modal coordinates::
@@ -10,7 +10,7 @@ scored by the squared h2 norm of its own subsystem (A_G, B_G, C_G, M_G) in modal
 For a single mode this is the §7.6 score ``|c|^2 |b|^2 / (1 - |lam|^2)`` (continuous:
 ``/ (-2 Re lam)``) plus the quadratic term ``sum_j |M_j,ii|^2 P_ii^2``. For a conjugate pair it is
 the norm of the real 2-state subsystem, which also contains the non-conjugated cross term
-``2 Re[(c^T c)(b^T b) / (1 - lam^2)]`` (lqo_math.md §8.4). The modes of the kept groups form the
+``2 Re[(c^T c)(b^T b) / (1 - lam^2)]`` (docs/theory.md §8.4). The modes of the kept groups form the
 ROM; quadratic outputs are projected, :math:`\hat M_j = V^H M_j V` on the kept modes.
 """
 

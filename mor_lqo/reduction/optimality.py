@@ -1,4 +1,4 @@
-r"""First-order h2-optimality residuals (lqo_math.md §5) and interpolation residuals (§6).
+r"""First-order h2-optimality residuals (docs/theory.md §5) and interpolation residuals (§6).
 
 Gramian (Wilson) form, for a full model (A, B, C, M_j) and a reduced model (Â, B̂, Ĉ, M̂_j)::
 
@@ -49,7 +49,7 @@ __all__ = [
 
 
 class OptimalityResiduals(NamedTuple):
-    r"""Scaled first-order optimality residuals (lqo_math.md §5), each in [0, 1].
+    r"""Scaled first-order optimality residuals (docs/theory.md §5), each in [0, 1].
 
     ``A``: :math:`\|\tilde Q\hat P + Y^HX\| / (\|\tilde Q\|\|\hat P\| + \|Y\|\|X\|)` (discrete:
     :math:`\|\tilde Q\hat A\hat P + Y^HAX\| / (\|\tilde Q\|\|\hat A\|\|\hat P\| + \|Y\|\|AX\|)`);
@@ -71,7 +71,7 @@ class OptimalityResiduals(NamedTuple):
 
 
 class InterpolationResiduals(NamedTuple):
-    """Relative tangential interpolation residuals at the mirror images (lqo_math.md §6, §7.5).
+    """Relative tangential interpolation residuals at the mirror images (docs/theory.md §6, §7.5).
 
     ``right``, ``left``, ``hermite``, ``quadratic``: arrays (r,), the relative mismatch of each
     condition at pole k (see :func:`interpolation_residuals`; ``quadratic`` is 0 for LTI pairs);
@@ -189,7 +189,7 @@ def h2_optimality_residuals(sys: LQOSystem, rom: LQOSystem) -> OptimalityResidua
 
 
 def interpolation_residuals(sys: LQOSystem, rom: LQOSystem) -> InterpolationResiduals:
-    r"""Tangential (Hermite) interpolation residuals of a reduced model (lqo_math.md §6, §7.5).
+    r"""Tangential (Hermite) interpolation residuals of a reduced model (docs/theory.md §6, §7.5).
 
     With :math:`\hat A = X_r\,\mathrm{diag}(\hat\lambda)\,X_r^{-1}`, directions
     :math:`b_k = (	ext{row } k 	ext{ of } X_r^{-1}\hat B)^H`, :math:`c_k = 	ext{column } k` of

@@ -1,4 +1,4 @@
-r"""Two-sided iteration (TSIA) and LQO-TSIA, continuous and discrete time (lqo_math.md §5, §7.4).
+r"""Two-sided iteration (TSIA) and LQO-TSIA, continuous and discrete time (docs/theory.md §5, §7.4).
 
 One iteration, starting from a reduced model :math:`(\hat A, \hat B, \hat C, \hat M_j)` of order r::
 

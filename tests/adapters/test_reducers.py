@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 mor = pytest.importorskip("mor_lqo")
-if not hasattr(mor, "balanced_truncation"):  # pragma: no cover - reducers land with issue 3
+if not hasattr(mor, "balanced_truncation"):  # pragma: no cover - a build without the reducers
     pytest.skip("mor_lqo reducers not available", allow_module_level=True)
 
 from mor_lqo.adapters import ReducerUnavailableError, extract, reduce_state_dict  # noqa: E402
