@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 THEORY = ROOT / "docs" / "theory.md"
 # "docs/theory.md §8.4", "docs/theory.md §2, §3", "docs/theory.md §2–§3", "docs/theory.md §7.6, §8"
-CITATION = re.compile(r"theory\.md((?:[ ,–-]*§\d+(?:\.\d+)?)+)")
+CITATION = re.compile(r"theory\.md((?:[` ,–-]*§\d+(?:\.\d+)?)+)")
 SECTION = re.compile(r"§(\d+(?:\.\d+)?)")
 
 
