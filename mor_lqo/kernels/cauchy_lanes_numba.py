@@ -23,40 +23,31 @@ from .cauchy_numba import LANES, MODE_CONTINUOUS, MODE_DISCRETE, _k_diag, _nadd,
 # 2 |1 - z|^2, 3-4 w (or u), 5-6 v, 7-8 row sum, 9-12 compensated totals (re, comp, im, comp).
 # ----------------------------------------------------------------------------------------------------
 @njit(cache=True, error_model="numpy")
+def _lanes_pair_dot(X1, X2, i, k, s0, ns, buf, row):
+    """``buf[row:row + 2, :ns] = X1[:, :, i] . conj(X2[:, :, k])`` of the systems ``s0 .. s0 + ns - 1``."""
+    for j in range(ns):
+        jj = _u(j)
+        buf[row, jj] = 0.0
+        buf[row + 1, jj] = 0.0
+    for a in range(X1.shape[1]):
+        for j in range(ns):
+            jj = _u(j)
+            s = _u(s0 + j)
+            gr = X1[0, a, i, s]
+            gi = X1[1, a, i, s]
+            fr = X2[0, a, k, s]
+            fi = X2[1, a, k, s]
+            buf[row, jj] += gr * fr + gi * fi
+            buf[row + 1, jj] += gi * fr - gr * fi
+
+
+@njit(cache=True, error_model="numpy")
 def _lanes_weight(U1, V1, i, U2, V2, k, s0, ns, buf):
     """``buf[3:5, :ns] = w_ik`` of the systems ``s0 .. s0 + ns - 1``."""
-    q1 = U1.shape[1]
-    q2 = V1.shape[1]
-    for j in range(ns):
-        jj = _u(j)
-        buf[3, jj] = 0.0
-        buf[4, jj] = 0.0
-    for a in range(q1):
-        for j in range(ns):
-            jj = _u(j)
-            s = _u(s0 + j)
-            gr = U1[0, a, i, s]
-            gi = U1[1, a, i, s]
-            fr = U2[0, a, k, s]
-            fi = U2[1, a, k, s]
-            buf[3, jj] += gr * fr + gi * fi
-            buf[4, jj] += gi * fr - gr * fi
-    if q2 == 0:
+    _lanes_pair_dot(U1, U2, i, k, s0, ns, buf, 3)
+    if V1.shape[1] == 0:
         return
-    for j in range(ns):
-        jj = _u(j)
-        buf[5, jj] = 0.0
-        buf[6, jj] = 0.0
-    for b in range(q2):
-        for j in range(ns):
-            jj = _u(j)
-            s = _u(s0 + j)
-            gr = V1[0, b, i, s]
-            gi = V1[1, b, i, s]
-            fr = V2[0, b, k, s]
-            fi = V2[1, b, k, s]
-            buf[5, jj] += gr * fr + gi * fi
-            buf[6, jj] += gi * fr - gr * fi
+    _lanes_pair_dot(V1, V2, i, k, s0, ns, buf, 5)
     for j in range(ns):
         jj = _u(j)
         ur = buf[3, jj]
