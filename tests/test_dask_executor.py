@@ -61,3 +61,13 @@ def test_scheduler_errors_are_one_line(ckpt, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 1 and "cannot reach the dask scheduler" in err and err.count("\n") == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_compress_takes_a_client_directly(cluster, ckpt):
+    from mor_lqo.deep import compress
+
+    with distributed.Client(cluster.scheduler_address, set_as_default=False) as client:
+        res = compress(str(ckpt), method="bt", order=4, executor=client, progress=False)
+    ref = compress(str(ckpt), method="bt", order=4, executor="serial", progress=False)
+    for k in ref.state_dict:
+        np.testing.assert_array_equal(np.asarray(res.state_dict[k]), np.asarray(ref.state_dict[k]), err_msg=k)

@@ -3,7 +3,7 @@ r"""Mamba / Mamba2 mixers (``mamba_ssm``, ``transformers`` ``Mamba*ForCausalLM``
 The state matrices depend on the input (:math:`\Delta_t`, :math:`B_t = W_B x_t`, :math:`C_t = W_C x_t`), so
 there is no transfer function, Gramian or impulse response; the blocks are reported with
 ``lti=False`` and no systems. The only structure-preserving reduction is **exact state-index pruning**
-(checkpoint_formats.md §13): keep the states ``idx`` (N' of N) and slice
+(docs/adapters.md, "Reduction"): keep the states ``idx`` (N' of N) and slice
 
 * Mamba1 (``A_log (d_inner, N)``, ``x_proj.weight (R + 2N, d_inner)`` rows ``[dt | B | C]``):
   ``A_log[:, idx]`` and ``x_proj.weight`` rows ``[0:R] ∪ (R + idx) ∪ (R + N + idx)``;

@@ -8,7 +8,7 @@ A reduced model from any reducer is one of
 
 :func:`to_half_modes` diagonalises it, pairs conjugate eigenvalues, keeps one member of each pair (chosen
 by the layout's sign rule), and returns :class:`~mor_lqo.adapters.block.HalfModes` with output factor
-:math:`\kappa` of the target layout (checkpoint_formats.md §11.2):
+:math:`\kappa` of the target layout (docs/adapters.md, "Reduction"):
 
 * a complex pair :math:`(\mu, \bar\mu)` with full-space coordinates :math:`(w_a, w_b)` is stored as one
   mode :math:`s = w_a` with :math:`\hat C_s = (2/\kappa)\hat C_a`,

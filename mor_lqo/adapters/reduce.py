@@ -1,6 +1,6 @@
 r"""Reduce every SSM block of a state dict and write the reduced systems back into the layout.
 
-Pipeline per block (checkpoint_formats.md §11): extract the exact discrete systems → reduce each unit
+Pipeline per block (docs/adapters.md, "Reduction"): extract the exact discrete systems → reduce each unit
 (per channel for S4/S4D, jointly for S5/LRU/LQO, shared-mode selection for DSS, index pruning for
 Mamba) with a pluggable ``reducer(system, r) -> rom`` → :func:`~mor_lqo.adapters.modal_form.to_half_modes`
 → inverse parametrisation of the layout → cast back to the input's array type and dtype. Every write-back

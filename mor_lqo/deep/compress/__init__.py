@@ -1,0 +1,151 @@
+r"""Compress a Deep SSM by reducing the linear systems of its SSM blocks (papers A and B).
+
+:func:`compress` takes a numpy reference model (:class:`~mor_lqo.deep.models.S4DModel`,
+:class:`~mor_lqo.deep.models.LQOModel`), a state dict or a checkpoint path of any layout the adapter
+knows (:mod:`mor_lqo.adapters`), reduces every SSM block, writes the reduced systems back into the
+layout's own parametrisation (verified by re-extraction: relative impulse-response mismatch ≤ 1e-8 before
+the cast to the checkpoint's dtype) and reports orders, h2 errors (infinite and finite horizon) and
+parameter counts. Per-block work is a list of picklable tasks run through a
+:class:`concurrent.futures.Executor` (:mod:`mor_lqo.deep.executor`). Methods:
+
+``"modal"``
+    Exact modal truncation (a subset of the stored modes; exact write-back in every layout). Modes are
+    ranked by their data-weighted kernel energy (S4D) or by the output change their removal causes on
+    the calibration data (LQO, :func:`lqo_mode_scores`) when calibration inputs are given, else by their
+    (finite-horizon) h2 contribution.
+``"bt"``, ``"irka"``, ``"tsia"``
+    Balanced truncation / IRKA / TSIA of every unit (LQO variants for quadratic outputs) from
+    :mod:`mor_lqo.reduction` (infinite-horizon h2 / Gramians), written back through the unit's modal
+    form. A real pole costs a stored slot, so these ROMs may store more modes than ``order/2``. For LQO
+    blocks the reduced quadratic readout is re-fitted h2-optimally in the layout's Hermitian form when
+    the projected one has :math:`s^T K s` cross terms (:func:`fit_quadratic`).
+``"h2"`` (paper B)
+    Per-block h2-optimal reduction. With a known sequence length L (``length`` or ``inputs``) every SISO
+    channel is fitted in the **finite-horizon** h2 norm over the L lags the network uses (docs/theory.md
+    §2.1, §10.1) — the infinite-horizon norm of trained S4D channels (|λ| up to 0.9995) is dominated by the tail
+    beyond L and is the wrong target (8× reduction: 78.9 % accuracy instead of 97.5 %). The fit
+    (:func:`fit_finite_horizon`) is variable projection over the poles :math:`e^{-e^\nu + i\theta}`
+    (stable, and never slower than the slowest original mode), with ridge-stabilised residues
+    (:data:`FIT_RIDGE`), greedy pole insertion from a candidate grid and the original poles,
+    Levenberg–Marquardt refinement and one exchange sweep. With calibration ``inputs`` the norm is
+    **data weighted**: :math:`\|W_h^{1/2}(g_h - \hat g_h)\|^2` with the lag covariance :math:`W_h` of
+    the channel's inputs on the original network (:func:`lag_weights`), i.e. the expected squared SSM
+    output error, plus a small identity part (:data:`DATA_RIDGE`). Without a length the
+    infinite-horizon :func:`~mor_lqo.reduction.gradient.h2_gradient_batch` is used. MIMO/LQO blocks
+    use :func:`~mor_lqo.h2_gradient` (infinite horizon) from the (data-ranked) modal start and keep the
+    better of start and result in the finite-horizon error; reduced quadratic readouts are projected
+    onto PSD matrices of the layout's rank R (the ``U`` factor).
+``"bound"`` (paper A)
+    Choose per-layer orders under a parameter budget by greedily minimising the first-order form of
+    the output-error bound of :mod:`mor_lqo.deep.bound` (largest bound decrease per parameter), over
+    finite-horizon h2-optimal candidates of every layer (the unweighted fits: the bound measures
+    channel errors in the plain finite-horizon h2 norm), then refine the blocks on the layer-weighted
+    objective :math:`\sum_l w_l J_l` (:math:`w_l` = the bound's layer weights) — jointly with
+    :func:`~mor_lqo.reduction.gradient.h2_gradient_joint` for LQO blocks; for per-channel layouts the
+    weighted objective separates over channels (disjoint parameters), so the refinement is the
+    per-channel finite-horizon fit itself. Needs calibration inputs and a reference model.
+
+Orders are *real* orders per unit (per channel for S4/S4D, per layer for S5/LRU/LQO), i.e. twice the
+number of stored complex modes; the layouts store conjugate pairs, so orders are even.
+"""
+
+from __future__ import annotations
+
+from .allocation import (  # noqa: F401
+    _bound_method,
+    _refine_joint,
+)
+from .api import (  # noqa: F401
+    CompressionResult,
+    compress,
+)
+from .budget import (  # noqa: F401
+    _check_budget,
+    _even_order,
+    _layer_params,
+    _n,
+    _orders_from,
+    _param_model,
+    _uniform_for_budget,
+    cost_full_ok,
+    parse_ratio,
+)
+from .constants import (  # noqa: F401
+    _NU_BOUNDS,
+    CHECK_LAGS,
+    DATA_RIDGE,
+    DEFAULT_METHOD,
+    DEFAULT_RATIO,
+    FIT_RIDGE,
+    METHODS,
+    WRITEBACK_RTOL,
+    CompressionError,
+)
+from .finite_horizon import (  # noqa: F401
+    _basis,
+    _candidate_grid,
+    _Candidates,
+    _insert,
+    _lm,
+    _powers,
+    _to_modes,
+    _vp,
+    _weighted,
+    fit_finite_horizon,
+)
+from .quadratic_fit import (  # noqa: F401
+    _cauchy,
+    _hermitian_basis,
+    _psd_project,
+    _rom_to_modes,
+    _strip_m,
+    fit_quadratic,
+    refit_readout,
+)
+from .tasks import (  # noqa: F401
+    _block_tasks,
+    _collect,
+    _ladder_task,
+    _ladder_task_impl,
+    _mimo_h2,
+    _reduce_task,
+    _reduce_task_impl,
+    _resolve_executor,
+    _single_blas,
+    _work,
+)
+from .unit_modes import (  # noqa: F401
+    _is_siso_batch,
+    _params,
+    _select_by_score,
+    _siso_arrays,
+    _siso_kernels,
+    _unit_errors,
+)
+from .verify import (  # noqa: F401
+    _flat_input,
+    _kernels_of,
+    _like,
+    _quad_response,
+    _reference_model,
+    _verify_block,
+)
+from .weights import (  # noqa: F401
+    _weighted_mode_scores,
+    lag_weights,
+    lqo_mode_scores,
+)
+
+__all__ = [
+    "METHODS",
+    "DEFAULT_METHOD",
+    "DEFAULT_RATIO",
+    "CompressionResult",
+    "compress",
+    "parse_ratio",
+    "fit_finite_horizon",
+    "fit_quadratic",
+    "lag_weights",
+    "lqo_mode_scores",
+    "refit_readout",
+]

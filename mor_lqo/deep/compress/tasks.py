@@ -1,0 +1,244 @@
+"""Picklable per-block tasks (reduction of a chunk of units by one method, candidate ladders of the bound
+method) and their executor plumbing."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import Executor
+
+import numpy as np
+
+from ...adapters.block import Block, HalfModes
+from ...adapters.reduce import modal_reducer
+from ...adapters.registry import family
+from ...errors import MorLqoError, OrderError
+from ..executor import as_executor, available_cores, make_executor
+from .finite_horizon import fit_finite_horizon
+from .quadratic_fit import _rom_to_modes, refit_readout
+from .unit_modes import _is_siso_batch, _select_by_score, _siso_arrays, _siso_kernels, _unit_errors
+from .weights import _weighted_mode_scores
+
+
+def _single_blas():
+    """Single-threaded BLAS inside a task (threadpoolctl, if installed): the work is many small batched
+    products, and the tasks themselves run in parallel."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - optional
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def _reduce_task(task: dict) -> dict:
+    """Worker entry point: reduce the units of one chunk (picklable, top level)."""
+    with _single_blas():
+        return _reduce_task_impl(task)
+
+
+def _reduce_task_impl(task: dict) -> dict:
+    method, r = task["method"], int(task["r"])
+    modes: list[HalfModes] = task["modes"]
+    dts: list[float] = task["dt"]
+    kappa, sign, rank = task["kappa"], task["sign"], task.get("rank")
+    L = task.get("length")
+    W = task.get("weights")
+    opts = task.get("options") or {}
+    notes: list[str] = []
+    out: list[HalfModes | None] = [None] * len(modes)
+    todo = [i for i, hm in enumerate(modes) if r < hm.real_order]
+    for i, hm in enumerate(modes):
+        if out[i] is None and i not in todo:
+            out[i] = hm
+    t0 = time.perf_counter()
+    if todo:
+        sub = [modes[i] for i in todo]
+        if r % 2:
+            raise OrderError(f"conjugate-pair layouts need even real orders, got {r}")
+        scores = task.get("scores")
+        if method == "modal":
+            if scores is not None:
+                red = [_select_by_score(hm, r, scores[i]) for hm, i in zip(sub, todo)]
+            elif W is not None and _is_siso_batch(sub):
+                red = [_select_by_score(hm, r, sc) for hm, sc in zip(sub, _weighted_mode_scores(sub, W[todo], L))]
+            else:
+                red = [modal_reducer(hm, r, L) for hm in sub]
+        elif method in ("h2", "bound") and not _is_siso_batch(sub):
+            red = [_mimo_h2(hm, r, dts[i], None if scores is None else scores[i], kappa, sign, rank, L, opts, notes)
+                   for hm, i in zip(sub, todo)]
+        elif method in ("h2", "bound") and _is_siso_batch(sub):
+            lam, B, C = _siso_arrays(sub)
+            if L is not None:
+                t = _siso_kernels(sub, L)
+                Wt = None if W is None else W[todo]
+                sc = (_weighted_mode_scores(sub, Wt, L) if Wt is not None
+                      else _weighted_mode_scores(sub, np.broadcast_to(np.eye(L), (len(sub), L, L)), L))
+                mu, Ch, _ = fit_finite_horizon(t, r // 2, W=Wt, init=lam, init_score=sc, kappa=sub[0].kappa,
+                                               iters=opts.get("iters", 60))
+                red = [HalfModes(lam=mu[j], B=np.ones((r // 2, 1)), C=Ch[j][None, :], D=hm.D, kappa=hm.kappa)
+                       for j, hm in enumerate(sub)]
+            else:
+                from ...reduction.gradient import h2_gradient_batch
+
+                res = h2_gradient_batch(lam, B[:, :, None], C[:, None, :], r, dt=dts[todo[0]] or 1.0,
+                                        scale=sub[0].kappa, tol=opts.get("tol", 1e-7),
+                                        maxiter=opts.get("maxiter", 100))
+                red = [HalfModes(lam=res.lam[j], B=res.B[j], C=res.C[j], D=hm.D, kappa=hm.kappa)
+                       for j, hm in enumerate(sub)]
+        else:
+            import mor_lqo
+
+            fn = {"bt": mor_lqo.balanced_truncation, "irka": mor_lqo.irka, "tsia": mor_lqo.tsia,
+                  "h2": mor_lqo.h2_gradient, "bound": mor_lqo.h2_gradient}[method]
+            red = []
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                for j, hm in enumerate(sub):
+                    sys_ = hm.system(dt=dts[todo[j]])
+                    kw = {"multistart": False} if method in ("h2", "bound") else {}
+                    rom = fn(sys_, r, **kw)
+                    red.append(_rom_to_modes(rom, hm, kappa, sign, rank, L, notes))
+        for i, hm in zip(todo, red):
+            out[i] = hm
+    errs = _unit_errors(modes, out, dts, L)
+    return {"modes": out, "notes": sorted(set(notes)), "seconds": time.perf_counter() - t0, **errs}
+
+
+def _mimo_h2(hm: HalfModes, r: int, dt: float, score, kappa, sign, rank, L, opts, notes) -> HalfModes:
+    """MIMO/LQO block: h2_gradient from the (data-ranked) modal start with finite-horizon h2-optimal
+    readouts (when L is known); the better of start and result in the finite-horizon error."""
+    import mor_lqo
+
+    start = _select_by_score(hm, r, score) if score is not None else modal_reducer(hm, r, L)
+    if L is not None:
+        refit = refit_readout(hm, start, L, rank)
+        if _unit_errors([hm], [refit], [dt], L)["h2_error_L"][0] <= _unit_errors([hm], [start], [dt], L)[
+                "h2_error_L"][0]:
+            start = refit
+            notes.append(f"modal start with finite-horizon (L={L}) h2-optimal readouts C, M")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = mor_lqo.h2_gradient(hm.system(dt=dt), r, init=start.system(dt=dt), multistart=False,
+                                      maxiter=opts.get("maxiter", 40), tol=opts.get("tol", 1e-7))
+        red = _rom_to_modes(res, hm, kappa, sign, rank, L, notes)
+    except MorLqoError as exc:
+        notes.append(f"h2_gradient failed ({exc}); modal start kept")
+        return start
+    if L is not None:
+        e0 = _unit_errors([hm], [start], [dt], L)["h2_error_L"][0]
+        e1 = _unit_errors([hm], [red], [dt], L)["h2_error_L"][0]
+        if not e1 <= e0:
+            notes.append("h2_gradient did not lower the finite-horizon error; modal start kept")
+            return start
+    return red
+
+
+def _resolve_executor(executor, work: float):
+    """(executor or None, owned) from the user's argument (a dask.distributed ``Client`` gives its executor)."""
+    executor = as_executor(executor)
+    if isinstance(executor, Executor):
+        return executor, False
+    if executor is None:
+        if work < 5e6 or available_cores() < 2:
+            return None, False
+        return make_executor("process"), True
+    if isinstance(executor, str):
+        return make_executor(executor), True
+    raise TypeError(f"executor must be None, 'process', 'thread', 'serial', a concurrent.futures.Executor or a "
+                    f"dask.distributed Client, "
+                    f"got {type(executor).__name__}")
+
+
+def _block_tasks(block: Block, r: int, method: str, length, weights, n_chunks: int, options,
+                 scores=None) -> list[dict]:
+    fam = family(block.arch)
+    units = block.units
+    chunks = [np.arange(len(units))]
+    if len(units) >= 2 * n_chunks and n_chunks > 1:
+        chunks = [c for c in np.array_split(np.arange(len(units)), n_chunks) if c.size]
+    rank = block.meta.get("R") if block.arch == "lqo" else None
+    tasks = []
+    for c in chunks:
+        tasks.append({
+            "block": block.name, "chunk": c, "method": method, "r": r,
+            "modes": [units[i].modes for i in c], "dt": [float(units[i].system.dt) for i in c],
+            "kappa": fam.kappa(block), "sign": fam.sign(block), "rank": rank, "length": length,
+            "weights": None if weights is None else weights[c], "options": options,
+            "scores": None if scores is None else [scores[i] for i in c],
+        })
+    return tasks
+
+
+def _work(blocks, method) -> float:
+    w = sum(len(b.units) * b.order**2 for b in blocks)
+    return w * (0.05 if method == "modal" else 1.0)
+
+
+def _collect(tasks: Sequence[dict], outs: Sequence[dict]) -> dict[str, dict]:
+    """Merge chunk results per block (unit order restored)."""
+    res: dict[str, dict] = {}
+    for t, o in zip(tasks, outs):
+        d = res.setdefault(t["block"], {"parts": []})
+        d["parts"].append((t["chunk"], o))
+    final = {}
+    for name, d in res.items():
+        n = sum(c.size for c, _ in d["parts"])
+        modes: list = [None] * n
+        keys = ("h2_error", "h2_norm", "h2_error_L", "h2_norm_L")
+        arr = {k: np.full(n, np.nan) for k in keys}
+        notes = []
+        has_L = True
+        for c, o in d["parts"]:
+            for j, i in enumerate(c):
+                modes[i] = o["modes"][j]
+            for k in keys:
+                if o.get(k) is None:
+                    if k.endswith("_L"):
+                        has_L = False
+                    continue
+                arr[k][c] = o[k]
+            notes += o["notes"]
+        final[name] = {"modes": modes, "notes": sorted(set(notes)), **{k: arr[k] for k in keys[:2]},
+                       "h2_error_L": arr["h2_error_L"] if has_L else None,
+                       "h2_norm_L": arr["h2_norm_L"] if has_L else None}
+    return final
+
+
+def _ladder_task(task: dict) -> dict:
+    """Worker: reduced units for every candidate order (finite-horizon fits / modal ranking)."""
+    with _single_blas():
+        return _ladder_task_impl(task)
+
+
+def _ladder_task_impl(task: dict) -> dict:
+    modes: list[HalfModes] = task["modes"]
+    L = task["length"]
+    cands = sorted(task["candidates"])
+    out: dict[int, list[HalfModes]] = {}
+    if _is_siso_batch(modes):
+        lam, _, _ = _siso_arrays(modes)
+        t = _siso_kernels(modes, L)
+        qmax = max(c // 2 for c in cands if c < modes[0].real_order) if any(
+            c < modes[0].real_order for c in cands) else 0
+        if qmax:
+            _, _, _, path = fit_finite_horizon(t, qmax, init=lam, kappa=modes[0].kappa, return_path=True,
+                                               iters=task.get("options", {}).get("iters", 60), sweep=False)
+            for c in cands:
+                if c < modes[0].real_order:
+                    mu, Ch, _ = path[c // 2 - 1]
+                    q = c // 2
+                    out[c] = [HalfModes(lam=mu[j], B=np.ones((q, 1)), C=Ch[j][None, :], D=hm.D, kappa=hm.kappa)
+                              for j, hm in enumerate(modes)]
+    else:
+        sc = task.get("scores")
+        for c in cands:
+            if c < max(hm.real_order for hm in modes):
+                out[c] = [_select_by_score(hm, c, sc[j]) if sc is not None else modal_reducer(hm, c, L)
+                          for j, hm in enumerate(modes)]
+    for c in cands:
+        out.setdefault(c, list(modes))
+    return {"ladder": out}

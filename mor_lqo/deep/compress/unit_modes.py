@@ -1,0 +1,113 @@
+"""Per-unit half-mode helpers: SISO batches as arrays, finite-horizon kernels, exact selections of stored
+modes, parameter counts and the per-unit h2 errors (infinite and finite horizon) of a reduction."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from ...adapters.block import HalfModes
+from ...errors import MorLqoError
+
+
+def _siso_arrays(modes: Sequence[HalfModes]):
+    lam = np.stack([hm.lam for hm in modes])
+    B = np.stack([hm.B[:, 0] for hm in modes])
+    C = np.stack([hm.C[0] for hm in modes])
+    return lam, B, C
+
+
+def _is_siso_batch(modes: Sequence[HalfModes]) -> bool:
+    return (len({hm.n for hm in modes}) == 1 and all(hm.m == 1 and hm.p == 1 and hm.M is None for hm in modes)
+            and len({hm.kappa for hm in modes}) == 1)
+
+
+def _siso_kernels(modes: Sequence[HalfModes], L: int, with_d: bool = False) -> np.ndarray:
+    """(N, L) real kernels kappa Re(sum C B lam^l) (+ D at lag 0)."""
+    n = max(hm.n for hm in modes)
+    N = len(modes)
+    lam = np.zeros((N, n), np.complex128)
+    cb = np.zeros((N, n), np.complex128)
+    for i, hm in enumerate(modes):
+        lam[i, : hm.n] = hm.lam
+        cb[i, : hm.n] = hm.C[0] * hm.B[:, 0] * hm.kappa
+    K = np.einsum("nk,nkl->nl", cb, np.power(lam[:, :, None], np.arange(L))).real
+    if with_d:
+        K[:, 0] += np.array([hm.D[0, 0] for hm in modes])
+    return K
+
+
+def _select_by_score(hm: HalfModes, r: int, score: np.ndarray) -> HalfModes:
+    """Exact modal truncation keeping the r/2 stored modes with the largest ``score``."""
+    k = max(1, r // 2)
+    if k >= hm.n:
+        return hm
+    keep = np.sort(np.argsort(-np.asarray(score), kind="stable")[:k])
+    return hm.select(keep)
+
+
+def _unit_errors(full: Sequence[HalfModes], red: Sequence[HalfModes], dts, L: int | None) -> dict:
+    """Per-unit h2 errors (infinite horizon; finite horizon L if given) and norms of the real maps."""
+    from ...kernels.cauchy import cauchy_inner, cauchy_norm2
+
+    N = len(full)
+    e_inf = np.full(N, np.nan)
+    n_inf = np.full(N, np.nan)
+    e_L = np.full(N, np.nan) if L is not None else None
+    n_L = np.full(N, np.nan) if L is not None else None
+    siso = all(hm.m == 1 and hm.p == 1 and hm.M is None for hm in list(full) + list(red))
+    if siso:
+        def closed(hms):
+            n = max(hm.n for hm in hms)
+            lam = np.zeros((N, 2 * n), np.complex128)
+            B = np.zeros((N, 2 * n, 1), np.complex128)
+            C = np.zeros((N, 1, 2 * n), np.complex128)
+            for i, hm in enumerate(hms):
+                k = hm.n
+                lam[i, :k], lam[i, n : n + k] = hm.lam, hm.lam.conj()
+                B[i, :k, 0], B[i, n : n + k, 0] = hm.B[:, 0], hm.B[:, 0].conj()
+                C[i, 0, :k], C[i, 0, n : n + k] = hm.kappa / 2 * hm.C[0], hm.kappa / 2 * hm.C[0].conj()
+            return lam, B, C
+        stable = all(np.all(np.abs(hm.lam) < 1) for hm in list(full) + list(red))
+        if stable:
+            lf, Bf, Cf = closed(full)
+            lr, Br, Cr = closed(red)
+            nf = np.asarray(cauchy_norm2(lf, Bf, Cf, True), float)
+            nr = np.asarray(cauchy_norm2(lr, Br, Cr, True), float)
+            ip = np.real(np.asarray(cauchy_inner(lf, Bf, Cf, lr, Br, Cr, True)))
+            e_inf = np.sqrt(np.maximum(nf + nr - 2 * ip, 0.0))
+            n_inf = np.sqrt(nf)
+            e_inf[[i for i in range(N) if full[i] is red[i]]] = 0.0  # unchanged units: exactly 0
+        if L is not None:
+            kf = _siso_kernels(full, L)
+            kr = _siso_kernels(red, L)
+            e_L = np.linalg.norm(kf - kr, axis=1)
+            n_L = np.linalg.norm(kf + np.array([[hm.D[0, 0]] + [0] * (L - 1) for hm in full]), axis=1)
+    else:
+        import mor_lqo
+
+        from ..bound import lqo_block_h2_errors
+
+        for i, (f_, r_) in enumerate(zip(full, red)):
+            try:
+                sf, sr = f_.system(dt=dts[i]), r_.system(dt=dts[i])
+                e_inf[i] = float(mor_lqo.h2_error(sf, sr)) if f_ is not r_ else 0.0
+                n_inf[i] = float(mor_lqo.h2_norm(sf))
+            except MorLqoError:
+                pass
+            if L is not None:
+                pf = _params(f_)
+                lin, quad = lqo_block_h2_errors(pf, _params(r_), L)
+                e_L[i] = math.hypot(lin[-1], quad)
+                lin0, quad0 = lqo_block_h2_errors(pf, _params(replace(f_, C=0 * f_.C, D=0 * f_.D, M=None
+                                                                     if f_.M is None else 0 * f_.M)), L)
+                n_L[i] = math.hypot(lin0[-1], quad0)
+    return {"h2_error": e_inf, "h2_norm": n_inf, "h2_error_L": e_L, "h2_norm_L": n_L}
+
+
+def _params(hm: HalfModes) -> dict:
+    """HalfModes in the ``ssm_params`` format of :mod:`mor_lqo.deep.bound`."""
+    return {"Lambda_bar": hm.lam, "B_bar": hm.B, "C": hm.C, "D": hm.D, "M": hm.M, "kappa": hm.kappa}

@@ -1,0 +1,68 @@
+"""Data weights: lag covariances of the channels' calibration inputs and data-weighted mode scores."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ...adapters.block import HalfModes
+from ..models import LQOModel
+from .constants import DATA_RIDGE
+from .finite_horizon import _weighted
+from .unit_modes import _siso_arrays
+
+
+def _weighted_mode_scores(modes: Sequence[HalfModes], W: np.ndarray, L: int) -> np.ndarray:
+    """Data-weighted energy ||W_h k_{h,a}||^2 of every mode's kernel (N, n) (SISO channels)."""
+    lam, B, C = _siso_arrays(modes)
+    kap = modes[0].kappa
+    K = kap * (C * B)[:, :, None] * np.power(lam[:, :, None], np.arange(L))  # (N, n, L) complex
+    Kr = _weighted(W, np.moveaxis(K.real, 1, 2))  # (N, L, n)
+    return np.sum(Kr * Kr, axis=1)
+
+
+def lqo_mode_scores(model: LQOModel, i: int, U: np.ndarray) -> np.ndarray:
+    r"""Output energy that removing each mode of LQO layer i changes on the layer inputs ``U``.
+
+    For mode a: :math:`\sum \|\Delta y\|^2` with :math:`\Delta y_j = \mathrm{Re}(C_{ja}x_a)
+    + 2\mathrm{Re}(\bar x_a (M_j x)_a) - |x_a|^2 M_{j,aa}` (exact change of the block output when
+    :math:`x_a` is removed from the state), summed over the calibration data.
+    """
+    s = model.ssm_params(i)
+    X = model.states(i, U)  # (B, L, P)
+    C, M = s["C"], s["M"]
+    P = X.shape[-1]
+    score = np.zeros(P)
+    for a0 in range(0, P, 8):
+        a = np.arange(a0, min(P, a0 + 8))
+        xa = X[..., a]  # (B, L, k)
+        MX = np.einsum("jpq,blq->blpj", M[:, a, :], X, optimize=True)  # (B, L, k, H)
+        d = (xa[..., None] * C[:, a].T[None, None]).real
+        d += 2 * (xa.conj()[..., None] * MX).real
+        d -= (np.abs(xa) ** 2)[..., None] * np.diagonal(M, axis1=1, axis2=2)[:, a].T.real[None, None]
+        score[a] = np.sum(d * d, axis=(0, 1, 3))
+    return score
+
+
+def lag_weights(U: np.ndarray, rho: float = DATA_RIDGE) -> np.ndarray:
+    r"""Square roots of the normalised lag covariances of per-channel inputs.
+
+    :math:`W_h[i, j] = \frac1B\sum_b\sum_{k \ge \max(i,j)} U_{b,k-i,h} U_{b,k-j,h}` is the matrix with
+    :math:`\mathbb E\sum_k |((g - \hat g) * U_h)_k|^2 = e^T W_h e` (e the kernel error over L lags); the
+    returned matrices are :math:`(W_h/(\mathrm{tr}\,W_h/L) + \rho I)^{1/2}`, shape (H, L, L).
+    """
+    U = np.asarray(U, np.float64)
+    B_, L, H = U.shape
+    W = np.zeros((H, L, L))
+    for d in range(L):
+        prod = np.einsum("bsh,bsh->sh", U[:, d:, :], U[:, : L - d, :]) / B_  # s = 0 .. L-1-d
+        cs = np.cumsum(prod, axis=0)  # cs[m] = sum_{s<=m}
+        i = np.arange(L - d)
+        vals = cs[L - 1 - i - d]  # W[i, i + d] = sum_{s <= L-1-i-d}
+        W[:, i, i + d] = vals.T
+        W[:, i + d, i] = vals.T
+    tr = np.trace(W, axis1=1, axis2=2) / L
+    W = W / np.where(tr > 0, tr, 1.0)[:, None, None] + rho * np.eye(L)[None]
+    w, V = np.linalg.eigh(W)
+    return np.einsum("hik,hk,hjk->hij", V, np.sqrt(np.clip(w, 0, None)), V)
