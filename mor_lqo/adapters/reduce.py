@@ -250,76 +250,90 @@ def reduce_state_dict(state_dict, order, method="modal", arch: str = "auto", *,
     flat_orig = view.flat
     flat_np = {k: to_numpy(v) for k, v in flat_orig.items()}
     blocks = _extract_flat(flat_np, arch, **settings)
+    plans = [_plan_block(block, r, method, horizon) for block, r in _block_orders(blocks, order)]
+    common = _common_stored(plans) if uniform else {}  # one d_state / state size for the whole model
     new_flat = dict(flat_orig)
-    # pass 1: reduce every unit
-    plans = []
+    report = [_write_and_report(plan, method, common, flat_orig, flat_np, new_flat) for plan in plans]
+    return view.rebuild(new_flat), report
+
+
+def _block_orders(blocks, order):
+    """(block, requested order) for every block that is reduced (a dict names the blocks)."""
     for block in blocks:
         if isinstance(order, Mapping):
-            if block.name not in order:
-                continue
-            r = order[block.name]
+            if block.name in order:
+                yield block, order[block.name]
         else:
-            r = order
-        fam = family(block.arch)
-        explicit = not block.lti and isinstance(r, (list, tuple, np.ndarray))
-        if not explicit:
-            if isinstance(r, bool) or not isinstance(r, numbers.Integral) or r < 1:
-                raise OrderError(f"order must be a positive integer (real order per unit), got {r!r}")
-            r = int(r)
-        if fam.reduce_block is not None:
-            plans.append((block, fam, None, fam.reduce_block(block, r, method, horizon=horizon)))
-        else:
-            kappa, sign = fam.kappa(block), fam.sign(block)
-            modes = _reduce_units(block.units, r, method, kappa, sign, horizon)
-            plans.append((block, fam, modes, None))
-    # common stored size per layout (one d_state / state size for the whole model)
+            yield block, order
+
+
+def _plan_block(block, r, method, horizon):
+    """Reduce one block: (block, family, reduced half modes or None, family-specific result or None)."""
+    fam = family(block.arch)
+    explicit = not block.lti and isinstance(r, (list, tuple, np.ndarray))
+    if not explicit:
+        if isinstance(r, bool) or not isinstance(r, numbers.Integral) or r < 1:
+            raise OrderError(f"order must be a positive integer (real order per unit), got {r!r}")
+        r = int(r)
+    if fam.reduce_block is not None:
+        return block, fam, None, fam.reduce_block(block, r, method, horizon=horizon)
+    modes = _reduce_units(block.units, r, method, fam.kappa(block), fam.sign(block), horizon)
+    return block, fam, modes, None
+
+
+def _common_stored(plans) -> dict[str, int]:
+    """Largest stored size per layout over the planned blocks."""
     common: dict[str, int] = {}
-    if uniform:
-        for block, _, modes, _ in plans:
-            if modes is not None:
-                common[block.arch] = max(common.get(block.arch, 0), max(hm.n for hm in modes))
-    # pass 2: write back and verify
-    report = []
-    for block, fam, modes, done in plans:
-        if done is not None:
-            arrays, modes, build, extra = done
-        else:
-            arrays, build = fam.write_back(block, modes, common.get(block.arch))
-            extra = {}
-        entry = {"name": block.name, "arch": block.arch, "method": method if isinstance(method, str)
-                 else getattr(method, "__name__", "callable"),
-                 "order_before": block.order if block.lti else block.stored,
-                 "stored_before": block.stored,
-                 "params_before": _n_params(flat_orig[k] for k in block.keys)}
-        if block.lti:
-            err2 = norm2 = 0.0
-            have = True
-            for u, hm in zip(block.units, modes):
-                e, nrm = _h2(u.system, hm.system(dt=u.system.dt))
-                if e is None:
-                    have = False
-                    break
-                err2 += e * e
-                norm2 += nrm * nrm
-            entry["order_after"] = max(hm.real_order for hm in modes)
-            entry["stored_after"] = max(hm.n for hm in modes)
-            entry["h2_error"] = float(np.sqrt(err2)) if have else None
-            entry["h2_norm"] = float(np.sqrt(norm2)) if have else None
-            entry["rel_h2_error"] = (float(np.sqrt(err2 / norm2)) if have and norm2 > 0 else None)
-            werr = _verify(fam, block, flat_np, arrays, modes)
-            if not np.isfinite(werr) or werr > WRITEBACK_RTOL:
-                raise LayoutError(
-                    f"{block.name}: write-back verification failed (relative impulse-response "
-                    f"mismatch {werr:.3g} > {WRITEBACK_RTOL:g}); the reduced model is not "
-                    f"representable in the {block.arch} layout"
-                )
-            entry["writeback_error"] = werr
-        entry.update(extra)
-        for k, v in arrays.items():
-            if k not in flat_orig:
-                raise LayoutError(f"internal: write-back produced unknown key {k!r}")
-            new_flat[k] = _like(flat_orig[k], v)
-        entry["params_after"] = _n_params(new_flat[k] for k in block.keys)
-        entry["build"] = build
-        report.append(entry)
-    return view.rebuild(new_flat), report
+    for block, _, modes, _ in plans:
+        if modes is not None:
+            common[block.arch] = max(common.get(block.arch, 0), max(hm.n for hm in modes))
+    return common
+
+
+def _lti_errors(block, modes) -> dict:
+    """Orders and h2 errors (root-sum-square over units) of a reduced LTI block."""
+    err2 = norm2 = 0.0
+    have = True
+    for u, hm in zip(block.units, modes):
+        e, nrm = _h2(u.system, hm.system(dt=u.system.dt))
+        if e is None:
+            have = False
+            break
+        err2 += e * e
+        norm2 += nrm * nrm
+    return {"order_after": max(hm.real_order for hm in modes), "stored_after": max(hm.n for hm in modes),
+            "h2_error": float(np.sqrt(err2)) if have else None, "h2_norm": float(np.sqrt(norm2)) if have else None,
+            "rel_h2_error": float(np.sqrt(err2 / norm2)) if have and norm2 > 0 else None}
+
+
+def _write_and_report(plan, method, common, flat_orig, flat_np, new_flat) -> dict:
+    """Write one planned block into ``new_flat`` (verified for LTI blocks) and return its report entry."""
+    block, fam, modes, done = plan
+    if done is not None:
+        arrays, modes, build, extra = done
+    else:
+        arrays, build = fam.write_back(block, modes, common.get(block.arch))
+        extra = {}
+    entry = {"name": block.name, "arch": block.arch, "method": method if isinstance(method, str)
+             else getattr(method, "__name__", "callable"),
+             "order_before": block.order if block.lti else block.stored,
+             "stored_before": block.stored,
+             "params_before": _n_params(flat_orig[k] for k in block.keys)}
+    if block.lti:
+        entry.update(_lti_errors(block, modes))
+        werr = _verify(fam, block, flat_np, arrays, modes)
+        if not np.isfinite(werr) or werr > WRITEBACK_RTOL:
+            raise LayoutError(
+                f"{block.name}: write-back verification failed (relative impulse-response "
+                f"mismatch {werr:.3g} > {WRITEBACK_RTOL:g}); the reduced model is not "
+                f"representable in the {block.arch} layout"
+            )
+        entry["writeback_error"] = werr
+    entry.update(extra)
+    for k, v in arrays.items():
+        if k not in flat_orig:
+            raise LayoutError(f"internal: write-back produced unknown key {k!r}")
+        new_flat[k] = _like(flat_orig[k], v)
+    entry["params_after"] = _n_params(new_flat[k] for k in block.keys)
+    entry["build"] = build
+    return entry
