@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -248,19 +249,28 @@ def _check_out(out_dir: Path, force: bool) -> None:
 # ---------------------------------------------------------------------------------------------
 # compress
 # ---------------------------------------------------------------------------------------------
-def _cmd_compress(args) -> int:
-    from .deep.bound import output_error_bound
-    from .deep.compress import CompressionError, compress, parse_ratio
+@dataclass(frozen=True)
+class _CompressInput:
+    """What ``compress`` works on: the model, the evaluation/calibration data and where it came from."""
 
-    t0 = time.perf_counter()
-    say = (lambda *a, **k: None) if args.quiet else (lambda *a, **k: print(*a, **k, flush=True))
+    model: Any
+    x: np.ndarray | None
+    y: np.ndarray | None
+    source: str
+    src_path: Path
+    data_note: str | None
+
+
+def _check_compress_args(args):
+    """Validate the numeric options before any work; returns the parsed ratio (or None)."""
+    from .deep.compress import CompressionError, parse_ratio
+
+    ratio = None
     if args.ratio is not None:
         try:
             ratio = parse_ratio(args.ratio)
         except CompressionError as exc:
             raise CLIError(str(exc), EXIT_USAGE) from exc
-    else:
-        ratio = None
     if args.order is not None and (args.order < 2 or args.order % 2):
         raise CLIError(f"--order must be an even integer >= 2 (conjugate pairs), got {args.order}", EXIT_USAGE)
     if args.budget is not None and not (math.isfinite(args.budget) and args.budget > 0):
@@ -273,14 +283,11 @@ def _cmd_compress(args) -> int:
         raise CLIError("--length must be >= 1", EXIT_USAGE)
     if args.length is not None:
         _check_length_memory(args.length)
-    out_dir = Path(args.out)
-    _check_out(out_dir, args.force)
+    return ratio
 
-    # -- the model and the data ------------------------------------------------------------------------
-    from .adapters import load as load_checkpoint
 
-    x = y = None
-    data_note = None
+def _load_compress_input(args) -> _CompressInput:
+    """The bundled model with its test split, or the user's checkpoint (and ``--data``)."""
     if args.checkpoint is None:
         from .deep.data import bundled_model_path, load_bundled_model, load_test_split
 
@@ -290,104 +297,94 @@ def _cmd_compress(args) -> int:
             x, y = load_test_split()
         except FileNotFoundError as exc:
             raise CLIError(f"bundled data missing: {exc}", EXIT_FILE) from exc
-        source = f"bundled:{args.bundled} ({src_path.name})"
-        data_note = (f"accuracy on the bundled MNIST-1D test split ({len(x)} sequences); calibration uses the "
-                     f"inputs of the first {min(args.calibration, len(x))} (labels unused)")
-        stem = src_path.stem
+        note = (f"accuracy on the bundled MNIST-1D test split ({len(x)} sequences); calibration uses the "
+                f"inputs of the first {min(args.calibration, len(x))} (labels unused)")
         if args.data:
             x, y = _load_data(args.data)
-    else:
-        src_path = Path(args.checkpoint)
-        if not src_path.exists():
-            raise CLIError(f"checkpoint not found: {src_path}", EXIT_FILE)
-        if not src_path.is_file():
-            raise CLIError(f"checkpoint is not a file: {src_path}", EXIT_FILE)
-        try:
-            model_in = load_checkpoint(src_path)
-        except CheckpointError as exc:
-            raise CLIError(str(exc), EXIT_FILE) from exc
-        source = str(src_path)
-        stem = src_path.stem
-        if args.data:
-            x, y = _load_data(args.data)
-    ckpt_path = out_dir / f"{stem}_compressed.safetensors"
-    if _inside(src_path, out_dir):
-        raise CLIError(f"the input checkpoint {src_path} lies inside --out {out_dir}; choose another --out",
-                       EXIT_USAGE)
+        return _CompressInput(model_in, x, y, f"bundled:{args.bundled} ({src_path.name})", src_path, note)
+    from .adapters import load as load_checkpoint
 
-    cal = None if x is None else x[: args.calibration]
-    say(f"mor-lqo compress: {source}, method {args.method}, "
-        + (f"ratio {ratio}" if ratio is not None else f"order {args.order}" if args.order is not None
-           else f"budget {args.budget:g}" if args.budget is not None else "default ratio"))
+    src_path = Path(args.checkpoint)
+    if not src_path.exists():
+        raise CLIError(f"checkpoint not found: {src_path}", EXIT_FILE)
+    if not src_path.is_file():
+        raise CLIError(f"checkpoint is not a file: {src_path}", EXIT_FILE)
+    try:
+        model_in = load_checkpoint(src_path)
+    except CheckpointError as exc:
+        raise CLIError(str(exc), EXIT_FILE) from exc
+    x, y = _load_data(args.data) if args.data else (None, None)
+    return _CompressInput(model_in, x, y, str(src_path), src_path, None)
+
+
+def _run_compress(args, inp: _CompressInput, ratio):
+    """Run :func:`mor_lqo.deep.compress.compress` with the CLI's options; errors become exit codes."""
+    from .deep.compress import CompressionError, compress
+
+    cal = None if inp.x is None else inp.x[: args.calibration]
     try:
         with _cluster_executor(args.scheduler) as cluster:
-            res = compress(model_in, method=args.method, ratio=ratio, order=args.order, budget=args.budget,
-                           arch=args.arch, inputs=cal, length=None if cal is not None else args.length,
-                           executor=cluster or args.executor, progress=not (args.no_progress or args.quiet))
-    except CompressionError as exc:
-        raise CLIError(str(exc), EXIT_USAGE) from exc
-    except OrderError as exc:
+            return compress(inp.model, method=args.method, ratio=ratio, order=args.order, budget=args.budget,
+                            arch=args.arch, inputs=cal, length=None if cal is not None else args.length,
+                            executor=cluster or args.executor, progress=not (args.no_progress or args.quiet))
+    except (CompressionError, OrderError) as exc:
         raise CLIError(str(exc), EXIT_USAGE) from exc
     except LayoutError as exc:
         raise CLIError(str(exc), EXIT_LAYOUT) from exc
     except TypeError as exc:  # unknown layout settings
         raise CLIError(str(exc), EXIT_USAGE) from exc
 
-    # -- evaluation -------------------------------------------------------------------------------------
-    report: dict[str, Any] = {"mor_lqo": __version__, "source": source, "method": res.method,
-                              "ratio": None if ratio is None else str(ratio), "order": args.order,
-                              "budget": args.budget, "length": res.length}
-    orig_model = None
-    if res.model is not None:
-        from .deep.models import LQOModel, S4DModel
 
-        flat = model_in.state_dict() if hasattr(model_in, "state_dict") else dict(model_in)
-        orig_model = (S4DModel if isinstance(res.model, S4DModel) else LQOModel).from_state_dict(flat)
+def _evaluate(res, inp: _CompressInput):
+    """(original reference model, accuracy before/after, bound entry, per-layer bound terms)."""
+    from .deep.bound import output_error_bound
+
     acc = {"before": None, "after": None}
     bound_entry: dict[str, Any] = {"value": None, "measured_max_error": None}
-    shares = {}
-    if orig_model is not None and x is not None:
-        try:
-            if y is not None:
-                acc = {"before": 100.0 * orig_model.accuracy(x, y), "after": 100.0 * res.model.accuracy(x, y)}
-            tb = time.perf_counter()
-            bres = output_error_bound(orig_model, res.model, inputs=x)
-            bound_entry = {"value": bres.value, "measured_max_error": bres.measured_max,
-                           "tightness": bres.tightness, "kind": bres.kind, "sequences": int(len(x)),
-                           "mean_bound": float(np.mean(bres.per_sample)),
-                           "mean_measured_error": float(np.mean(bres.measured)),
-                           "seconds": time.perf_counter() - tb}
-            for lb in bres.layers:
-                shares[lb.name] = lb
-        except MorLqoError as exc:
-            raise CLIError(f"evaluation failed: {exc}", EXIT_LAYOUT) from exc
-    report["accuracy"] = acc
-    report["bound"] = bound_entry
-    pt = res.params["total"]
-    report["params"] = {"before": pt["before"], "after": pt["after"], "ssm": res.params["ssm"], "total": pt}
-    report["state_ratio"] = res.state_ratio
+    if res.model is None:
+        return None, acc, bound_entry, {}
+    from .deep.models import LQOModel, S4DModel
+
+    flat = inp.model.state_dict() if hasattr(inp.model, "state_dict") else dict(inp.model)
+    orig_model = (S4DModel if isinstance(res.model, S4DModel) else LQOModel).from_state_dict(flat)
+    x, y = inp.x, inp.y
+    if x is None:
+        return orig_model, acc, bound_entry, {}
+    try:
+        if y is not None:
+            acc = {"before": 100.0 * orig_model.accuracy(x, y), "after": 100.0 * res.model.accuracy(x, y)}
+        tb = time.perf_counter()
+        bres = output_error_bound(orig_model, res.model, inputs=x)
+    except MorLqoError as exc:
+        raise CLIError(f"evaluation failed: {exc}", EXIT_LAYOUT) from exc
+    bound_entry = {"value": bres.value, "measured_max_error": bres.measured_max, "tightness": bres.tightness,
+                   "kind": bres.kind, "sequences": int(len(x)), "mean_bound": float(np.mean(bres.per_sample)),
+                   "mean_measured_error": float(np.mean(bres.measured)), "seconds": time.perf_counter() - tb}
+    return orig_model, acc, bound_entry, {lb.name: lb for lb in bres.layers}
+
+
+def _layer_rows(res, shares: dict) -> list[dict]:
+    """The result's per-layer entries with the bound's per-layer terms added."""
     layers = []
     for lay in res.layers:
-        e = {k: v for k, v in lay.items()}
-        lb = shares.get(e["name"].replace("s4_layers.", "s4_layers.")) if shares else None
-        if lb is None and shares:  # lqo blocks are named layers.{i}.ssm.
-            lb = shares.get(e["name"])
+        e = dict(lay)
+        lb = shares.get(e["name"])
         if lb is not None:
             e["bound_share"] = lb.share
             e["bound_weight"] = lb.weight
             e["h2_error_L"] = lb.h2_error
         layers.append(e)
-    report["layers"] = layers
-    report["notes"] = ([data_note] if data_note else []) + list(res.notes)
-    report["timings"] = dict(res.timings)
+    return layers
 
-    # -- write: one unit -----------------------------------------------------------------------------
+
+def _publish(args, res, report: dict, orig_model, x, out_dir: Path, ckpt_path: Path, t0: float) -> None:
+    """Write checkpoint, plot and report into a staging directory and publish them as one unit."""
     report["output"] = {"checkpoint": str(ckpt_path), "report": str(out_dir / "report.json")}
     try:
         with staged_output_dir(out_dir, args.force) as stage:
             try:
                 _save(res.state_dict, stage / ckpt_path.name,
-                      {"mor_lqo": __version__, "method": res.method, "source": source})
+                      {"mor_lqo": __version__, "method": res.method, "source": report["source"]})
             except CheckpointError as exc:
                 raise CLIError(str(exc), EXIT_FILE) from exc
             if not args.no_plot and _plot(res, orig_model, x, stage / "compression.png", report) is not None:
@@ -397,16 +394,39 @@ def _cmd_compress(args) -> int:
                                 json.dumps(_clean(report), indent=2, default=_json_default).encode())
     except OutputExistsError as exc:
         raise CLIError(str(exc), EXIT_OUTPUT) from exc
-    rep_path = out_dir / "report.json"
-    plot_path = out_dir / "compression.png" if "plot" in report["output"] else None
 
-    # -- table -------------------------------------------------------------------------------------------
+
+def _cmd_compress(args) -> int:
+    t0 = time.perf_counter()
+    ratio = _check_compress_args(args)
+    out_dir = Path(args.out)
+    _check_out(out_dir, args.force)
+    inp = _load_compress_input(args)
+    ckpt_path = out_dir / f"{inp.src_path.stem}_compressed.safetensors"
+    if _inside(inp.src_path, out_dir):
+        raise CLIError(f"the input checkpoint {inp.src_path} lies inside --out {out_dir}; choose another --out",
+                       EXIT_USAGE)
+    if not args.quiet:
+        what = (f"ratio {ratio}" if ratio is not None else f"order {args.order}" if args.order is not None
+                else f"budget {args.budget:g}" if args.budget is not None else "default ratio")
+        print(f"mor-lqo compress: {inp.source}, method {args.method}, {what}", flush=True)
+    res = _run_compress(args, inp, ratio)
+    orig_model, acc, bound_entry, shares = _evaluate(res, inp)
+    pt = res.params["total"]
+    report: dict[str, Any] = {
+        "mor_lqo": __version__, "source": inp.source, "method": res.method,
+        "ratio": None if ratio is None else str(ratio), "order": args.order, "budget": args.budget,
+        "length": res.length, "accuracy": acc, "bound": bound_entry,
+        "params": {"before": pt["before"], "after": pt["after"], "ssm": res.params["ssm"], "total": pt},
+        "state_ratio": res.state_ratio, "layers": _layer_rows(res, shares),
+        "notes": ([inp.data_note] if inp.data_note else []) + list(res.notes), "timings": dict(res.timings)}
+    _publish(args, res, report, orig_model, inp.x, out_dir, ckpt_path, t0)
     if not args.quiet:
         _print_table(report)
     print(f"wrote {ckpt_path}")
-    print(f"wrote {rep_path}")
-    if plot_path is not None:
-        print(f"wrote {plot_path}")
+    print(f"wrote {out_dir / 'report.json'}")
+    if "plot" in report["output"]:
+        print(f"wrote {out_dir / 'compression.png'}")
     return EXIT_OK
 
 
