@@ -44,6 +44,16 @@ class OrderError(MorLqoError, ValueError):
     """A requested reduced order is invalid (r < 1 or r >= order, or not representable)."""
 
 
+class ProjectionBreakdownError(MorLqoError, ArithmeticError):
+    """An iterative reducer's Petrov–Galerkin projection broke down (W^H V numerically singular or
+    non-finite bases) and could not be recovered by restarting from balanced truncation."""
+
+
+class IllConditionedError(MorLqoError, ArithmeticError):
+    """A transformation the computation needs is too ill-conditioned to give a trustworthy result
+    (the message names the condition number)."""
+
+
 class ComplexSystemError(MorLqoError, TypeError):
     """A complex system was passed where only real systems are supported (it is never cast silently)."""
 
@@ -74,6 +84,8 @@ __all__ = [
     "SamplingTimeError",
     "OrderError",
     "ComplexSystemError",
+    "ProjectionBreakdownError",
+    "IllConditionedError",
     "LayoutError",
     "CheckpointError",
     "SymmetrizationWarning",

@@ -37,6 +37,7 @@ from ..equations import Factor, factor, solve_factored, tri_solve
 from ..errors import (
     ConvergenceWarning,
     OrderError,
+    ProjectionBreakdownError,
     ShapeError,
     UnstableSystemError,
 )
@@ -565,7 +566,6 @@ def _finish(eng, roms, errors, changes, converged, it, breakdown, method, info, 
             shifts_of=None, first_is_rom=True, change_key="pole_change"):
     """Pick the returned iterate, emit warnings, build the result."""
     errs = np.array(errors, float)
-    cand = np.arange(len(roms)) if first_is_rom else np.arange(1, len(roms))
     final = len(roms) - 1
     final_ok = np.isfinite(errs[final])
     reason = None
@@ -578,9 +578,9 @@ def _finish(eng, roms, errors, changes, converged, it, breakdown, method, info, 
     if reason is None:
         pick = final
     else:
-        finite = [k for k in cand if np.isfinite(errs[k])]
+        finite = [k for k in range(len(roms)) if np.isfinite(errs[k])]
         if not finite:
-            raise UnstableSystemError(
+            raise ProjectionBreakdownError(
                 f"{method}: no stable reduced model was produced ({reason}); try another init"
             )
         pick = min(finite, key=lambda k: errs[k])
