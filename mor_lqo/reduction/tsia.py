@@ -410,10 +410,15 @@ def _partner(lam, k, used):
 
 
 def _modal_subsystem(work: LQOSystem, lam, Xe, keep) -> LQOSystem:
-    """Project onto the eigenvectors ``keep`` (real basis for real systems)."""
-    n = work.n
+    """Project onto the eigenvectors ``keep`` (real basis for real systems).
+
+    Diagonal systems (``Xe is None``): the eigenvectors are unit vectors, so both bases are the
+    coordinate selection ``keep`` — O(n r) memory and O(n r^2) work, never an n x n identity.
+    """
     if Xe is None:
-        Xe = np.eye(n)
+        Sel = np.zeros((work.n, len(keep)))
+        Sel[np.asarray(keep), np.arange(len(keep))] = 1.0
+        return project(work, orth(Sel), orth(Sel))
     V = Xe[:, keep]
     if not work.is_complex:
         cols = []
@@ -430,8 +435,10 @@ def _modal_subsystem(work: LQOSystem, lam, Xe, keep) -> LQOSystem:
                 seen.add(k)
                 seen.add(_partner_in(lam, keep, k))
         V = np.column_stack(cols)
-    # left eigenvectors span: rows of Xe^{-1}
-    Wl = np.linalg.inv(Xe)[keep].conj().T
+    # left eigenvectors span: rows keep of Xe^{-1}, i.e. conj of Xe^{-T} e_keep (one LU, no inverse)
+    Sel = np.zeros((work.n, len(keep)))
+    Sel[np.asarray(keep), np.arange(len(keep))] = 1.0
+    Wl = np.linalg.solve(Xe.T, Sel).conj()
     if not work.is_complex:
         cols, seen = [], set()
         for idx, k in enumerate(keep):
