@@ -37,7 +37,25 @@ class UnstableSystemError(MorLqoError, ValueError):
 
 
 class SamplingTimeError(MorLqoError, ValueError):
-    """Continuous and discrete systems mixed, different sampling times, or different time-index conventions."""
+    """Continuous and discrete systems mixed, different sampling times, or different time-index
+    conventions; also an invalid sampling time (negative, NaN, inf) or an unknown convention."""
+
+
+class InvalidArgumentError(MorLqoError, ValueError):
+    """An option has an invalid value (tolerance, iteration limit, shifts, scale, ...); the message
+    names the argument."""
+
+
+class UnknownMethodError(InvalidArgumentError):
+    """An unknown method, criterion or initialisation name."""
+
+
+class UnexpectedOptionError(MorLqoError, TypeError):
+    """Keyword options that the chosen method does not accept."""
+
+
+class NotASystemError(MorLqoError, TypeError):
+    """An argument that must be an :class:`~mor_lqo.LQOSystem` is something else."""
 
 
 class OrderError(MorLqoError, ValueError):
@@ -82,6 +100,10 @@ __all__ = [
     "NotHermitianError",
     "UnstableSystemError",
     "SamplingTimeError",
+    "InvalidArgumentError",
+    "UnknownMethodError",
+    "NotASystemError",
+    "UnexpectedOptionError",
     "OrderError",
     "ComplexSystemError",
     "ProjectionBreakdownError",

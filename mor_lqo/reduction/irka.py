@@ -45,9 +45,14 @@ import numpy as np
 import scipy.linalg as sla
 from scipy.optimize import linear_sum_assignment
 
-from .._validation import check_order
+from .._validation import check_order, check_system
 from ..equations import Factor
-from ..errors import ProjectionBreakdownError, ShapeError, UnstableSystemError
+from ..errors import (
+    InvalidArgumentError,
+    ProjectionBreakdownError,
+    ShapeError,
+    UnstableSystemError,
+)
 from ..systems import LQOSystem
 from .result import ReductionResult  # noqa: F401  (return type)
 from .tsia import (
@@ -251,15 +256,15 @@ def _check_shifts(eng: _TwoSided, shifts, directions, r: int):
     if sigma.size != r:
         raise ShapeError(f"shifts must have r = {r} entries, got {sigma.size}")
     if np.any(np.isnan(sigma)):
-        raise ValueError("shifts contain NaN")
+        raise InvalidArgumentError("shifts contain NaN")
     if disc:
         if np.any(np.abs(sigma) <= 1):
-            raise ValueError("discrete-time IRKA shifts must lie outside the closed unit disc "
+            raise InvalidArgumentError("discrete-time IRKA shifts must lie outside the closed unit disc "
                              "(they are mirror images 1/conj(lam) of stable reduced poles; "
                              "inf stands for a reduced pole at 0)")
     else:
         if np.any(~np.isfinite(sigma)) or np.any(sigma.real <= 0):
-            raise ValueError("continuous-time IRKA shifts must be finite with positive real part "
+            raise InvalidArgumentError("continuous-time IRKA shifts must be finite with positive real part "
                              "(mirror images -conj(lam) of stable reduced poles)")
     if directions is None:
         b, c = _default_directions(r, s.m, s.p)
@@ -274,11 +279,11 @@ def _check_shifts(eng: _TwoSided, shifts, directions, r: int):
             raise ShapeError(f"directions must have shapes ({r}, {s.m}) and ({r}, {s.p}), got "
                              f"{b.shape} and {c.shape}")
         if not (np.all(np.isfinite(b)) and np.all(np.isfinite(c))):
-            raise ValueError("directions contain NaN or inf")
+            raise InvalidArgumentError("directions contain NaN or inf")
     if real:
         rep = _representatives(sigma, atol=1e-10)
         if rep is None:
-            raise ValueError("a real system needs shifts closed under complex conjugation")
+            raise InvalidArgumentError("a real system needs shifts closed under complex conjugation")
         reps, partner = rep
         for k in range(r):
             j = partner[k]
@@ -286,10 +291,10 @@ def _check_shifts(eng: _TwoSided, shifts, directions, r: int):
             if sigma[k].imag == 0 or j == k:
                 if np.any(np.abs(bk.imag) > 1e-10 * max(np.max(np.abs(bk)), 1)) or np.any(
                         np.abs(ck.imag) > 1e-10 * max(np.max(np.abs(ck)), 1)):
-                    raise ValueError("a real system needs real tangential directions at real shifts")
+                    raise InvalidArgumentError("a real system needs real tangential directions at real shifts")
             elif not (np.allclose(b[j], np.conj(bk), rtol=1e-10, atol=0)
                       and np.allclose(c[j], np.conj(ck), rtol=1e-10, atol=0)):
-                raise ValueError("a real system needs conjugate directions at conjugate shifts")
+                raise InvalidArgumentError("a real system needs conjugate directions at conjugate shifts")
         sigma = sigma.copy()
         sigma[np.abs(sigma.imag) <= 1e-10 * np.abs(sigma)] = sigma[
             np.abs(sigma.imag) <= 1e-10 * np.abs(sigma)].real
@@ -504,8 +509,7 @@ def irka(sys: LQOSystem, r: int, *, shifts=None, directions=None, tol: float = 1
     shifts and directions, cheap initialisations), mirroring of unstable poles and the shift-based
     stopping rule.
     """
-    if not isinstance(sys, LQOSystem):
-        raise TypeError(f"expected an LQOSystem, got {type(sys).__name__}")
+    check_system(sys)
     r = check_order(r, sys.order)
     _check_tol(tol, maxit)
     eng = _TwoSided(sys)

@@ -20,8 +20,8 @@ import warnings
 
 import numpy as np
 
-from .._validation import check_order
-from ..errors import IllConditionedError, LayoutError, OrderError
+from .._validation import check_choice, check_order, check_system
+from ..errors import IllConditionedError, LayoutError, OrderError, UnknownMethodError
 from ..gramians import check_stable
 from ..norms import h2_error, h2_norm
 from ..systems import LQOSystem
@@ -126,10 +126,9 @@ def _real_pair_groups(mu: np.ndarray) -> np.ndarray:
 
 
 def _check_criterion(criterion: str, sys: LQOSystem) -> None:
-    if criterion not in _CRITERIA:
-        raise ValueError(f"criterion must be one of {_CRITERIA}, got {criterion!r}")
+    check_choice(criterion, _CRITERIA, "criterion")
     if criterion == "hinf" and sys.has_quadratic:
-        raise ValueError("criterion='hinf' is defined for LTI systems only; use 'h2'")
+        raise UnknownMethodError("criterion='hinf' is defined for LTI systems only; use 'h2'")
 
 
 def modal_truncation(sys: LQOSystem, r: int, *, criterion: str = "h2") -> ReductionResult:
@@ -182,8 +181,7 @@ def modal_truncation(sys: LQOSystem, r: int, *, criterion: str = "h2") -> Reduct
         If even the Schur-based decoupling of kept and discarded modes is ill-conditioned
         (condition number > 1e8, named in the message), or ``criterion="hinf"`` on a defective A.
     """
-    if not isinstance(sys, LQOSystem):
-        raise TypeError(f"expected an LQOSystem, got {type(sys).__name__}")
+    check_system(sys)
     r = check_order(r, sys.order)
     _check_criterion(criterion, sys)
     check_stable(sys, "modal truncation")

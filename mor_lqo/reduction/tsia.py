@@ -32,13 +32,15 @@ import numpy as np
 import scipy.linalg as sla
 from scipy.optimize import linear_sum_assignment
 
-from .._validation import check_order
+from .._validation import check_count, check_order, check_system, check_tolerance
 from ..equations import Factor, factor, solve_factored, tri_solve
 from ..errors import (
     ConvergenceWarning,
+    NotASystemError,
     OrderError,
     ProjectionBreakdownError,
     ShapeError,
+    UnknownMethodError,
     UnstableSystemError,
 )
 from ..gramians import _memo, adjoint_factor, check_stable, schur_factor
@@ -186,8 +188,7 @@ class _TwoSided:
     """
 
     def __init__(self, sys: LQOSystem):
-        if not isinstance(sys, LQOSystem):
-            raise TypeError(f"expected an LQOSystem, got {type(sys).__name__}")
+        check_system(sys)
         self.orig = sys
         work, self.realified = work_system(sys)
         check_stable(work, "h2-optimal reduction")
@@ -318,7 +319,7 @@ def _norm2_without_d(sys: LQOSystem) -> float:
 def check_rom(sys: LQOSystem, rom: LQOSystem, r: int, what: str) -> None:
     """Validate a user-supplied initial reduced model."""
     if not isinstance(rom, LQOSystem):
-        raise TypeError(f"{what} must be an LQOSystem or a string, got {type(rom).__name__}")
+        raise NotASystemError(f"{what} must be an LQOSystem or a string, got {type(rom).__name__}")
     sys.compatible_with(rom)
     if rom.order != r:
         raise OrderError(f"{what} has order {rom.order}, but r = {r} was requested")
@@ -468,7 +469,8 @@ def initial_rom(sys: LQOSystem, r: int, init, what: str = "init") -> tuple[LQOSy
     if isinstance(init, str):
         if init == "dominant":
             return dominant_rom(sys, r), "dominant"
-        raise ValueError(f"{what} must be 'auto', 'bt', 'dominant' or an LQOSystem, got {init!r}")
+        raise UnknownMethodError(f"{what} must be 'auto', 'bt', 'dominant' or an LQOSystem, "
+                                 f"got {init!r}")
     check_rom(sys, init, r, what)
     return init, "user"
 
@@ -526,8 +528,7 @@ def tsia(sys: LQOSystem, r: int, *, init=None, tol: float = 1e-8, maxit: int = 1
     UnstableSystemError
         If ``sys`` or the initial ROM is unstable.
     """
-    if not isinstance(sys, LQOSystem):
-        raise TypeError(f"expected an LQOSystem, got {type(sys).__name__}")
+    check_system(sys)
     r = check_order(r, sys.order)
     _check_tol(tol, maxit)
     eng = _TwoSided(sys)
@@ -563,10 +564,8 @@ def tsia(sys: LQOSystem, r: int, *, init=None, tol: float = 1e-8, maxit: int = 1
 
 
 def _check_tol(tol, maxit):
-    if not (isinstance(tol, (int, float)) and np.isfinite(tol) and tol > 0):
-        raise ValueError(f"tol must be a positive number, got {tol!r}")
-    if isinstance(maxit, bool) or not isinstance(maxit, (int, np.integer)) or maxit < 0:
-        raise ValueError(f"maxit must be a non-negative integer, got {maxit!r}")
+    check_tolerance(tol, "tol")
+    check_count(maxit, "maxit")
 
 
 def _finish(eng, roms, errors, changes, converged, it, breakdown, method, info, maxit, tol,
