@@ -28,9 +28,15 @@ from scipy.linalg import lapack
 
 from ._validation import as_float_or_complex
 from .errors import ShapeError
-from .kernels import triangular_numba as _tri
 
 _LEAF = 64  # leaf size of the recursive triangular solvers
+
+
+def _tri():
+    """The numba kernels, imported on first use (numba costs ~0.2 s to import)."""
+    from .kernels import triangular_numba
+
+    return triangular_numba
 
 
 @dataclass(frozen=True)
@@ -116,11 +122,11 @@ def _leaf(T, S, F, discrete):
         # real (quasi-triangular) Schur forms: real arithmetic; a complex F by its two real parts
         T, S = np.ascontiguousarray(T, np.float64), np.ascontiguousarray(S, np.float64)
         if np.iscomplexobj(F):
-            return (_tri.tri_stein_sylvester_real(T, S, np.ascontiguousarray(F.real))
-                    + 1j * _tri.tri_stein_sylvester_real(T, S, np.ascontiguousarray(F.imag)))
-        return _tri.tri_stein_sylvester_real(T, S, np.ascontiguousarray(F, np.float64))
+            return (_tri().tri_stein_sylvester_real(T, S, np.ascontiguousarray(F.real))
+                    + 1j * _tri().tri_stein_sylvester_real(T, S, np.ascontiguousarray(F.imag)))
+        return _tri().tri_stein_sylvester_real(T, S, np.ascontiguousarray(F, np.float64))
     if discrete:
-        return _tri.tri_stein_sylvester(
+        return _tri().tri_stein_sylvester(
             np.ascontiguousarray(T, np.complex128), np.ascontiguousarray(S, np.complex128),
             np.ascontiguousarray(F, np.complex128))
     real = not (np.iscomplexobj(T) or np.iscomplexobj(S) or np.iscomplexobj(F))
@@ -181,7 +187,7 @@ def solve_factored(fa: Factor, fb: Factor, F: np.ndarray, discrete: bool) -> np.
     if fa.is_diagonal:
         fb = fb.complex()
         G = fb.to_schur(F, "right")
-        Y = _tri.diag_left_sylvester(np.ascontiguousarray(fa.lam, np.complex128),
+        Y = _tri().diag_left_sylvester(np.ascontiguousarray(fa.lam, np.complex128),
                                      np.ascontiguousarray(fb.T), np.ascontiguousarray(G,
                                                                                       np.complex128),
                                      discrete)

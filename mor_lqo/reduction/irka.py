@@ -43,7 +43,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as sla
-from scipy.optimize import linear_sum_assignment
 
 from .._validation import check_order, check_system
 from ..equations import Factor
@@ -144,6 +143,8 @@ def _representatives(lam: np.ndarray, atol: float = 0.0):
     cost[~finite, :] = np.inf
     cost[:, ~finite] = np.inf
     cost[np.ix_(~finite, ~finite)] = 0.0
+    from scipy.optimize import linear_sum_assignment  # lazy: scipy.optimize is slow to import
+
     i, j = linear_sum_assignment(cost)
     partner = np.empty(r, int)
     partner[i] = j

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.linalg as sla
-from scipy.optimize import linear_sum_assignment
 
 from .._validation import check_count, check_order, check_system, check_tolerance
 from ..equations import Factor, factor, solve_factored, tri_solve
@@ -102,6 +101,8 @@ def pole_change(new: np.ndarray, old: np.ndarray, discrete: bool) -> float:
         return float("inf")
     scale = np.ones(old.shape) if discrete else np.maximum(np.abs(old), np.finfo(float).tiny)
     cost = np.abs(new[:, None] - old[None, :]) / scale[None, :]
+    from scipy.optimize import linear_sum_assignment  # lazy: scipy.optimize is slow to import
+
     i, j = linear_sum_assignment(cost)
     return float(np.max(cost[i, j])) if cost.size else 0.0
 
