@@ -17,7 +17,7 @@ import pytest
 import scipy.linalg as sla
 from threadpoolctl import threadpool_limits
 
-from mor_lqo import LQOSystem, balanced_truncation, h2_optimality_residuals, irka
+from mor_lqo import LQOSystem, balanced_truncation, h2_optimality_residuals, irka, tsia
 from mor_lqo.errors import ConvergenceWarning, ProjectionBreakdownError, ShapeError
 
 
@@ -87,3 +87,13 @@ def test_unrecoverable_breakdown_has_its_own_error(monkeypatch):
     monkeypatch.setattr(irka_mod, "initial_rom", lambda *a, **k: (unstable, "bt"))
     with pytest.raises(ProjectionBreakdownError, match="restart from balanced truncation failed"):
         irka(HEAT, 4, init="logspace")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("r", [6, 8])
+def test_tsia_converges_on_discrete_heat(r, threads):
+    # TSIA starts from a stable ROM (BT), which is always a candidate: it never fails here either
+    with threadpool_limits(threads):
+        res = tsia(HEAT, r)
+    assert res.converged and h2_optimality_residuals(HEAT, res.rom).max <= 1e-8
+    assert impulse_error(HEAT, res.rom) <= impulse_error(HEAT, balanced_truncation(HEAT, r).rom) * (1 + 1e-6)
