@@ -92,3 +92,24 @@ def test_refusals_name_the_condition():
         modal_truncation(sys, 2, criterion="hinf")
     with pytest.raises(OrderError, match="clusters"):
         modal_truncation(sys, 8)
+
+
+def test_lqo_jordan_error_from_explicit_error_system():
+    """Quadratic outputs: ||S||^2 = tr(C P C^T) + sum_j tr(P M_j P M_j) (docs/theory.md §2) of the
+    stacked error system [x; x̂], C_e = [C, -Ĉ], M_e = blkdiag(M_j, -M̂_j), with scipy's Lyapunov solver."""
+    base = jordan_system(False, seed=4)
+    rng = np.random.default_rng(4)
+    M = rng.standard_normal((2, 9, 9))
+    M = (M + M.transpose(0, 2, 1)) / 20
+    sys = LQOSystem(base.A, base.B, base.C, M=M)
+    for r in (2, 5):
+        res = modal_truncation(sys, r)
+        rom = res.rom
+        assert res.info["form"] == "schur"
+        Ae = sla.block_diag(sys.A, rom.A)
+        Be = np.vstack([sys.B, rom.B])
+        Ce = np.hstack([sys.C, -rom.C])
+        Me = np.stack([sla.block_diag(M[j], -rom.M[j]) for j in range(2)])
+        P = sla.solve_continuous_lyapunov(Ae, -Be @ Be.T)
+        err2 = np.trace(Ce @ P @ Ce.T) + sum(np.trace(P @ Mj @ P @ Mj) for Mj in Me)
+        assert res.h2_error == pytest.approx(np.sqrt(err2), rel=1e-9)
