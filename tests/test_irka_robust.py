@@ -85,7 +85,7 @@ def test_unrecoverable_breakdown_has_its_own_error(monkeypatch):
     # a BT start that is unstable (rounding) cannot be recovered: ProjectionBreakdownError
     unstable = LQOSystem(np.diag([1.5, 0.1, 0.2, 0.3]), np.ones((4, 1)), np.ones((1, 4)), dt=HEAT.dt)
     monkeypatch.setattr(irka_mod, "initial_rom", lambda *a, **k: (unstable, "bt"))
-    with pytest.raises(ProjectionBreakdownError, match="restart from balanced truncation failed"):
+    with pytest.raises(ProjectionBreakdownError, match="restart from bt failed"):
         irka(HEAT, 4, init="logspace")
 
 
@@ -97,3 +97,13 @@ def test_tsia_converges_on_discrete_heat(r, threads):
         res = tsia(HEAT, r)
     assert res.converged and h2_optimality_residuals(HEAT, res.rom).max <= 1e-8
     assert impulse_error(HEAT, res.rom) <= impulse_error(HEAT, balanced_truncation(HEAT, r).rom) * (1 + 1e-6)
+
+
+def test_unstable_bt_start_restarts_from_logspace_not_unstable_error(monkeypatch):
+    # a stable system whose BT start lost stability (forced): never UnstableSystemError
+    unstable = LQOSystem(np.diag([1.5, 0.1, 0.2, 0.3]), np.ones((4, 1)), np.ones((1, 4)), dt=HEAT.dt)
+    monkeypatch.setattr(irka_mod, "initial_rom", lambda *a, **k: (unstable, "bt"))
+    res = irka(HEAT, 4, init="bt")
+    assert res.info["init"] == "bt" and res.info["restarted_from"] == "logspace"
+    assert "unstable" in res.info["restart_reason"]
+    assert res.converged and h2_optimality_residuals(HEAT, res.rom).max <= 1e-8

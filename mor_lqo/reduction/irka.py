@@ -368,9 +368,12 @@ class _Run:
         """Why this run needs a restart: a breakdown, or no stable iterate at all."""
         if self.breakdown is not None:
             return f"the projection broke down ({self.breakdown})"
-        if not any(np.isfinite(self.errors)):
+        if not self.has_stable():
             return "no iterate was stable"
         return None
+
+    def has_stable(self) -> bool:
+        return bool(np.any(np.isfinite(self.errors)))
 
 
 def _resolve_init(eng: _TwoSided, init, shifts, lqo: bool):
@@ -399,6 +402,22 @@ def _start(eng: _TwoSided, sys: LQOSystem, r: int, init, shifts, directions) -> 
         raise UnstableSystemError("the initial reduced model of IRKA must be asymptotically stable")
     rz, used = _next_realisation(rom, eng.real)
     return _Start(rz, used, rom, label)
+
+
+def _attempt(eng: _TwoSided, sys: LQOSystem, r: int, init, shifts, directions, tol, maxit):
+    """Start and iterate; returns ``(start, run, failure reason or None)``.
+
+    An unstable built-in start (BT or dominant modes that lost stability to rounding) is a failure
+    to restart from, not an error of the (stable) input; an unstable user ROM raises.
+    """
+    try:
+        start = _start(eng, sys, r, init, shifts, directions)
+    except UnstableSystemError as exc:
+        if not isinstance(init, str):
+            raise
+        return None, None, f"the {init!r} start is unstable ({exc})"
+    run = _iterate(eng, start, tol, maxit)
+    return start, run, run.failure()
 
 
 def _iterate(eng: _TwoSided, start: _Start, tol: float, maxit: int) -> _Run:
@@ -517,21 +536,18 @@ def irka(sys: LQOSystem, r: int, *, shifts=None, directions=None, tol: float = 1
     lqo = eng.sys.has_quadratic
     method = "lqo-irka" if lqo else "irka"
     init = _resolve_init(eng, init, shifts, lqo)
-    start = _start(eng, sys, r, init, shifts, directions)
-    run = _iterate(eng, start, tol, maxit)
-    info = {"init": start.label}
-    reason = run.failure()
-    if reason is not None and start.label != "bt":
-        # restart from balanced truncation, which is stable for a stable system
-        info.update(restarted_from="bt", restart_reason=reason)
-        try:
-            start = _start(eng, sys, r, "bt", None, None)
-        except UnstableSystemError as exc:  # the system is stable: BT lost stability to rounding
-            raise ProjectionBreakdownError(f"{method}: {reason}, and the restart from balanced "
-                                           f"truncation failed ({exc})") from exc
-        run = _iterate(eng, start, tol, maxit)
-    if not run.roms:
-        raise ProjectionBreakdownError(f"{method}: the first projection broke down ({run.breakdown})")
+    start, run, reason = _attempt(eng, sys, r, init, shifts, directions, tol, maxit)
+    label = start.label if start is not None else init
+    info = {"init": label}
+    if reason is not None and (label != "bt" or run is None or not run.has_stable()):
+        # one restart: from balanced truncation (stable for a stable system), or from logspace
+        # shifts when BT itself was the start that failed (a stable BT start is kept instead)
+        fallback = "logspace" if label == "bt" else "bt"
+        info.update(restarted_from=fallback, restart_reason=reason)
+        start, run, again = _attempt(eng, sys, r, fallback, None, None, tol, maxit)
+        if run is None or not run.roms:
+            raise ProjectionBreakdownError(f"{method}: {reason}, and the restart from {fallback} "
+                                           f"failed ({again})")
     info["mirrored"] = run.mirrored
 
     def shifts_of(final_rom):
