@@ -491,7 +491,7 @@ def irka(sys: LQOSystem, r: int, *, shifts=None, directions=None, tol: float = 1
         initial shifts counts as iteration 1; an initial ROM is iteration 0); ``info``:
         ``"shift_change"`` per iteration, ``"init"``, ``"best_iteration"``, ``"mirrored"`` (number
         of iterations in which unstable ROM poles were mirrored); after a restart also
-        ``"restarted_from"`` (``"bt"``) and ``"restart_reason"``.
+        ``"restarted_from"`` (``"bt"`` or ``"logspace"``) and ``"restart_reason"``.
 
     Warns
     -----
@@ -521,9 +521,11 @@ def irka(sys: LQOSystem, r: int, *, shifts=None, directions=None, tol: float = 1
     ``force_sigma_in_rhp``; the unstable iterate has h2 error ``inf`` and is never returned.
     If Â is (numerically) defective, no pole can be mirrored; the Schur form is used as is.
     **Restart.** If a run from shifts, ``"dominant"``, ``"logspace"`` or a user ROM breaks down
-    (:math:`W^HV` numerically singular, non-finite solves) or produces no stable iterate, IRKA
-    restarts once from balanced truncation, which is stable for a stable system, and records this
-    in ``info``; it therefore never fails where ``init="bt"`` succeeds.
+    (:math:`W^HV` numerically singular, linearly dependent shifted solves, non-finite solves) or
+    produces no stable iterate, IRKA restarts once from balanced truncation, which is stable for a
+    stable system, and records this in ``info``; it therefore never fails where ``init="bt"``
+    succeeds. A BT start that is itself unstable (rounding) restarts from ``"logspace"`` shifts; a
+    BT start that breaks down later returns its best stable iterate (BT at worst).
     **Relation to TSIA.** In exact arithmetic IRKA and :func:`~mor_lqo.tsia` produce the same
     iterates from the same ROM (see the module notes); IRKA adds the shift parametrisation (initial
     shifts and directions, cheap initialisations), mirroring of unstable poles and the shift-based
