@@ -105,7 +105,42 @@ def main(quick=False):
     print(f"  -> batched time {t_b * 1e3:.1f} ms (goal <= 50 ms)")
 
 
+def h2_vs_ab13bd(sizes, k=3):
+    """Dense real h2 norms against slycot ``ab13bd`` (the routine behind ``control.norm``), called
+    directly and interleaved with ours in every repeat (the minimum of k is reported), so machine
+    load affects both alike. Ours includes building the system object (validation, stability check)."""
+    from slycot import ab13bd
+
+    rng = np.random.default_rng(1)
+    print(f"{'dense real h2 norm':<24} {'n':>5} {'ours ms':>10} {'ab13bd ms':>10} {'ratio':>7}  rel.diff")
+    for discrete in (False, True):
+        for n in sizes:
+            A, B, C = stable_dense(n, discrete, rng)
+            D = np.zeros((C.shape[0], B.shape[1]))
+            dt = 1.0 if discrete else 0.0
+            t_ours = t_ref = np.inf
+            for _ in range(k):
+                t0 = time.perf_counter()
+                v = ml.h2_norm(ml.LQOSystem(A, B, C, dt=dt, convention="standard"))
+                t1 = time.perf_counter()
+                ref = ab13bd("D" if discrete else "C", "H", n, B.shape[1], C.shape[0],
+                             A.copy(), B.copy(), C.copy(), D.copy())
+                t2 = time.perf_counter()
+                t_ours, t_ref = min(t_ours, t1 - t0), min(t_ref, t2 - t1)
+            kind = "discrete" if discrete else "continuous"
+            print(f"{kind:<24} {n:>5} {t_ours * 1e3:>10.2f} {t_ref * 1e3:>10.2f} {t_ref / t_ours:>6.2f}x"
+                  f"  {abs(v - ref) / ref:.1e}", flush=True)
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    main(ap.parse_args().quick)
+    ap.add_argument("--ab13bd", type=int, nargs="*", default=None, metavar="N",
+                    help="only the h2-norm table against slycot ab13bd for these orders "
+                         "(default 50 100 200 400 800 1600)")
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    if args.ab13bd is not None:
+        h2_vs_ab13bd(args.ab13bd or [50, 100, 200, 400, 800, 1600], args.repeats)
+    else:
+        main(args.quick)

@@ -6,7 +6,17 @@ import numbers
 
 import numpy as np
 
-from .errors import DTypeError, NonFiniteError, ShapeError
+from .errors import (
+    DTypeError,
+    InvalidArgumentError,
+    NonFiniteError,
+    NotASystemError,
+    SamplingTimeError,
+    ShapeError,
+    UnknownMethodError,
+)
+
+CONVENTIONS = ("current", "standard")
 
 
 def as_float_or_complex(x, name: str, *, copy: bool = True) -> np.ndarray:
@@ -47,8 +57,46 @@ def check_dt(dt) -> float:
         raise DTypeError(f"dt must be a real number (0 for continuous time), got {dt!r}")
     dt = float(dt)
     if not np.isfinite(dt) or dt < 0:
-        raise ValueError(f"dt must be 0 (continuous) or a positive finite sampling time, got {dt}")
+        raise SamplingTimeError(f"dt must be 0 (continuous) or a positive finite sampling time, "
+                                f"got {dt}")
     return dt
+
+
+def check_convention(convention, name: str = "convention") -> str:
+    """Validate a discrete-time index convention (``"current"`` or ``"standard"``)."""
+    if not isinstance(convention, str) or convention not in CONVENTIONS:
+        raise SamplingTimeError(f"{name} must be one of {CONVENTIONS}, got {convention!r}")
+    return convention
+
+
+def check_system(obj, name: str = "sys"):
+    """Raise :class:`NotASystemError` unless ``obj`` is an :class:`~mor_lqo.LQOSystem`."""
+    from .systems import LQOSystem
+
+    if not isinstance(obj, LQOSystem):
+        raise NotASystemError(f"{name} must be an LQOSystem, got {type(obj).__name__}")
+    return obj
+
+
+def check_choice(value, choices, name: str):
+    """Raise :class:`UnknownMethodError` unless ``value`` is one of ``choices`` (strings)."""
+    if not isinstance(value, str) or value not in choices:
+        raise UnknownMethodError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+def check_tolerance(tol, name: str = "tol") -> float:
+    """A positive finite real number (a convergence tolerance)."""
+    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not (np.isfinite(tol) and tol > 0):
+        raise InvalidArgumentError(f"{name} must be a positive finite number, got {tol!r}")
+    return float(tol)
+
+
+def check_count(k, name: str = "maxit") -> int:
+    """A non-negative integer (an iteration limit)."""
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0:
+        raise InvalidArgumentError(f"{name} must be a non-negative integer, got {k!r}")
+    return int(k)
 
 
 def check_order(r, order: int) -> int:

@@ -28,9 +28,15 @@ from scipy.linalg import lapack
 
 from ._validation import as_float_or_complex
 from .errors import ShapeError
-from .kernels import triangular_numba as _tri
 
-_LEAF = 48  # leaf size of the recursive triangular solvers
+_LEAF = 64  # leaf size of the recursive triangular solvers
+
+
+def _tri():
+    """The numba kernels, imported on first use (numba costs ~0.2 s to import)."""
+    from .kernels import triangular_numba
+
+    return triangular_numba
 
 
 @dataclass(frozen=True)
@@ -112,8 +118,15 @@ def _split(T: np.ndarray) -> int:
 
 
 def _leaf(T, S, F, discrete):
+    if discrete and not (np.iscomplexobj(T) or np.iscomplexobj(S)):
+        # real (quasi-triangular) Schur forms: real arithmetic; a complex F by its two real parts
+        T, S = np.ascontiguousarray(T, np.float64), np.ascontiguousarray(S, np.float64)
+        if np.iscomplexobj(F):
+            return (_tri().tri_stein_sylvester_real(T, S, np.ascontiguousarray(F.real))
+                    + 1j * _tri().tri_stein_sylvester_real(T, S, np.ascontiguousarray(F.imag)))
+        return _tri().tri_stein_sylvester_real(T, S, np.ascontiguousarray(F, np.float64))
     if discrete:
-        return _tri.tri_stein_sylvester(
+        return _tri().tri_stein_sylvester(
             np.ascontiguousarray(T, np.complex128), np.ascontiguousarray(S, np.complex128),
             np.ascontiguousarray(F, np.complex128))
     real = not (np.iscomplexobj(T) or np.iscomplexobj(S) or np.iscomplexobj(F))
@@ -130,7 +143,8 @@ def tri_solve(T: np.ndarray, S: np.ndarray, F: np.ndarray, discrete: bool) -> np
 
     Recursive blocking: split the larger of T and S in two (never inside a 2x2 block), solve the
     trailing part, update the right-hand side with a matrix product, solve the leading part.
-    Discrete-time problems need complex triangular T and S.
+    T and S are either both real (quasi-triangular real Schur forms, real arithmetic also in
+    discrete time) or both complex triangular.
     """
     n, r = F.shape
     if n <= _LEAF and r <= _LEAF:
@@ -173,7 +187,7 @@ def solve_factored(fa: Factor, fb: Factor, F: np.ndarray, discrete: bool) -> np.
     if fa.is_diagonal:
         fb = fb.complex()
         G = fb.to_schur(F, "right")
-        Y = _tri.diag_left_sylvester(np.ascontiguousarray(fa.lam, np.complex128),
+        Y = _tri().diag_left_sylvester(np.ascontiguousarray(fa.lam, np.complex128),
                                      np.ascontiguousarray(fb.T), np.ascontiguousarray(G,
                                                                                       np.complex128),
                                      discrete)
@@ -181,13 +195,13 @@ def solve_factored(fa: Factor, fb: Factor, F: np.ndarray, discrete: bool) -> np.
     else:
         if fb.is_diagonal:
             S = np.diag(fb.lam)
-            if discrete or np.iscomplexobj(S) or not fa.is_real:
+            if np.iscomplexobj(S) or not fa.is_real:
                 fa = fa.complex()
             G = fa.to_schur(F, "left")
             Y = tri_solve(fa.T, S, G, discrete)
             X = fa.from_schur(Y, "left")
         else:
-            if discrete or not (fa.is_real and fb.is_real):
+            if not (fa.is_real and fb.is_real):
                 fa, fb = fa.complex(), fb.complex()
             G = fb.to_schur(fa.to_schur(F, "left"), "right")
             Y = tri_solve(fa.T, fb.T, G, discrete)

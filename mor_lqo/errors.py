@@ -37,11 +37,39 @@ class UnstableSystemError(MorLqoError, ValueError):
 
 
 class SamplingTimeError(MorLqoError, ValueError):
-    """Continuous and discrete systems mixed, different sampling times, or different time-index conventions."""
+    """Continuous and discrete systems mixed, different sampling times, or different time-index
+    conventions; also an invalid sampling time (negative, NaN, inf) or an unknown convention."""
+
+
+class InvalidArgumentError(MorLqoError, ValueError):
+    """An option has an invalid value (tolerance, iteration limit, shifts, scale, ...); the message
+    names the argument."""
+
+
+class UnknownMethodError(InvalidArgumentError):
+    """An unknown method, criterion or initialisation name."""
+
+
+class UnexpectedOptionError(MorLqoError, TypeError):
+    """Keyword options that the chosen method does not accept."""
+
+
+class NotASystemError(MorLqoError, TypeError):
+    """An argument that must be an :class:`~mor_lqo.LQOSystem` is something else."""
 
 
 class OrderError(MorLqoError, ValueError):
     """A requested reduced order is invalid (r < 1 or r >= order, or not representable)."""
+
+
+class ProjectionBreakdownError(MorLqoError, ArithmeticError):
+    """An iterative reducer's Petrov–Galerkin projection broke down (W^H V numerically singular or
+    non-finite bases) and could not be recovered by restarting from balanced truncation."""
+
+
+class IllConditionedError(MorLqoError, ArithmeticError):
+    """A transformation the computation needs is too ill-conditioned to give a trustworthy result
+    (the message names the condition number)."""
 
 
 class ComplexSystemError(MorLqoError, TypeError):
@@ -77,8 +105,14 @@ __all__ = [
     "NotHermitianError",
     "UnstableSystemError",
     "SamplingTimeError",
+    "InvalidArgumentError",
+    "UnknownMethodError",
+    "NotASystemError",
+    "UnexpectedOptionError",
     "OrderError",
     "ComplexSystemError",
+    "ProjectionBreakdownError",
+    "IllConditionedError",
     "LayoutError",
     "CheckpointError",
     "DataFileError",

@@ -95,7 +95,7 @@ def _hermitian(X: np.ndarray) -> np.ndarray:
 
 
 def _factor_for(sys: LQOSystem) -> Factor:
-    return schur_factor(sys, complex_form=sys.is_discrete)
+    return schur_factor(sys)  # real Schur form for real systems, also in discrete time
 
 
 def controllability_gramian_schur(sys: LQOSystem) -> tuple[np.ndarray, Factor]:

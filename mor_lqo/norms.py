@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import ShapeError
+from .errors import NotASystemError, ShapeError
 from .gramians import (
     _memo,
     check_stable,
@@ -47,7 +47,7 @@ class H2Parts(NamedTuple):
 
 def _check_system(sys) -> LQOSystem:
     if not isinstance(sys, LQOSystem):
-        raise TypeError(f"expected an LQOSystem, got {type(sys).__name__}")
+        raise NotASystemError(f"expected an LQOSystem, got {type(sys).__name__}")
     return sys
 
 

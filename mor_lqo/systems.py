@@ -27,17 +27,26 @@ from collections.abc import Mapping
 import numpy as np
 import scipy.linalg as sla
 
-from ._validation import as_float_or_complex, check_dt, readonly
+from ._validation import (
+    CONVENTIONS,
+    as_float_or_complex,
+    check_convention,
+    check_dt,
+    check_system,
+    readonly,
+)
 from .errors import (
     ComplexSystemError,
+    InvalidArgumentError,
     MorLqoError,
+    NotASystemError,
     NotHermitianError,
     SamplingTimeError,
     ShapeError,
     SymmetrizationWarning,
 )
 
-_CONVENTIONS = ("current", "standard")
+_CONVENTIONS = CONVENTIONS
 
 
 class UnsupportedConversionError(MorLqoError, TypeError):
@@ -141,8 +150,7 @@ class LQOSystem:
             if D.shape != (p, m):
                 raise ShapeError(f"D must have shape (p, m) = ({p}, {m}), got {D.shape}")
         dt = check_dt(dt)
-        if convention not in _CONVENTIONS:
-            raise ValueError(f"convention must be one of {_CONVENTIONS}, got {convention!r}")
+        check_convention(convention)
         parts = [x for x in (A, lam, B, C, M, D) if x is not None]
         dtype = np.complex128 if any(np.iscomplexobj(x) for x in parts) else np.float64
 
@@ -234,6 +242,9 @@ class LQOSystem:
         n = lam.shape[0]
         if B.shape[0] != n or C.ndim != 2 or C.shape[1] != n:
             raise ShapeError(f"conjugate_pairs: lam {lam.shape}, B {B.shape}, C {C.shape} disagree")
+        if isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating)) \
+                or not (np.isfinite(scale) and scale > 0):
+            raise InvalidArgumentError(f"scale must be a positive finite number, got {scale!r}")
         scale = float(scale)
         lam_f = np.concatenate([lam, lam.conj()])
         B_f = np.concatenate([B, B.conj()], axis=0)
@@ -332,8 +343,7 @@ class LQOSystem:
 
     def compatible_with(self, other: LQOSystem) -> None:
         """Raise unless ``other`` has the same time domain, sampling time, convention, m and p."""
-        if not isinstance(other, LQOSystem):
-            raise TypeError(f"expected an LQOSystem, got {type(other).__name__}")
+        check_system(other, "other")
         if self.is_discrete != other.is_discrete:
             raise SamplingTimeError("cannot combine a continuous-time and a discrete-time system")
         if self.is_discrete and not np.isclose(self._dt, other._dt, rtol=1e-12, atol=0):
@@ -380,8 +390,7 @@ class LQOSystem:
             return self._real_if(h, True)
         L = int(L)
         conv = convention or self._conv
-        if conv not in _CONVENTIONS:
-            raise ValueError(f"convention must be one of {_CONVENTIONS}")
+        check_convention(conv)
         if L < 1:
             return np.zeros((0, self.p, self.m), dtype=float if self.is_real_output else self.dtype)
         if conv == "current":
@@ -446,20 +455,23 @@ class LQOSystem:
         T = u.shape[0]
         if self.is_discrete:
             if t is not None:
-                raise ValueError("t is only used for continuous-time simulation")
+                raise InvalidArgumentError("t is only used for continuous-time simulation")
             Ad, Bd = self.A, self._B
             conv = convention or self._conv
-            if conv not in _CONVENTIONS:
-                raise ValueError(f"convention must be one of {_CONVENTIONS}")
+            check_convention(conv)
         else:
             if t is None:
-                raise ValueError("continuous-time simulation needs the sample times t")
-            t = np.asarray(t, dtype=float).ravel()
+                raise InvalidArgumentError("continuous-time simulation needs the sample times t")
+            t = as_float_or_complex(t, "t").ravel()
+            if np.iscomplexobj(t):
+                raise InvalidArgumentError("t must be real sample times")
             if t.shape[0] != T:
                 raise ShapeError("t and u must have the same length")
             h = t[1] - t[0] if T > 1 else 1.0
             if T > 1 and not np.allclose(np.diff(t), h, rtol=1e-9, atol=0):
-                raise ValueError("t must be uniformly spaced")
+                raise InvalidArgumentError("t must be uniformly spaced")
+            if T > 1 and not h > 0:
+                raise InvalidArgumentError(f"t must be increasing, got step {h}")
             n, m = self.n, self.m
             big = np.zeros((n + m, n + m), dtype=self.dtype)
             big[:n, :n] = self.A * h
@@ -564,8 +576,7 @@ class LQOSystem:
 
     def with_convention(self, convention: str) -> LQOSystem:
         """Same matrices, other discrete time-index convention (the I/O map shifts by one lag)."""
-        if convention not in _CONVENTIONS:
-            raise ValueError(f"convention must be one of {_CONVENTIONS}")
+        check_convention(convention)
         return LQOSystem._make(A=self._A, lam=self._lam, B=self._B, C=self._C, M=self._M,
                                D=self._D, dt=self._dt, convention=convention, half=self._half)
 
@@ -606,6 +617,8 @@ class LQOSystem:
 
         ``dt=True`` (unspecified sampling period) becomes ``dt=1.0``.
         """
+        if not all(hasattr(ss, k) for k in ("A", "B", "C", "D", "dt")):
+            raise NotASystemError(f"ss must be a python-control StateSpace, got {type(ss).__name__}")
         dt = ss.dt
         if dt is None or dt is False:
             dt = 0.0

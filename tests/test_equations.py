@@ -76,6 +76,37 @@ def test_recursive_solver_respects_real_2x2_blocks(rng):
     np.testing.assert_allclose(X, sla.solve_continuous_lyapunov(A, -Q), rtol=1e-9, atol=1e-9 * np.abs(X).max())
 
 
+@pytest.mark.parametrize("n, r", [(1, 1), (2, 2), (9, 7), (12, 1), (3, 10)])
+def test_real_quasi_triangular_stein_kernel_equals_kronecker_reference(n, r, rng):
+    # real Schur forms with 2x2 blocks on both sides (complex pairs) and 1x1 blocks
+    T, _ = sla.schur(0.3 * rng.standard_normal((n, n)), output="real")
+    S, _ = sla.schur(0.3 * rng.standard_normal((r, r)), output="real")
+    F = rng.standard_normal((n, r))
+    Y = tn.tri_stein_sylvester_real(T, S, F)
+    np.testing.assert_allclose(Y, tr.tri_stein_sylvester_real(T, S, F), rtol=1e-12, atol=1e-13)
+    assert _rel(T @ Y @ S.T - Y + F, F) < 1e-14
+
+
+@pytest.mark.parametrize("n", [150, 300])
+def test_real_discrete_gramian_in_real_arithmetic_matches_scipy(n, rng):
+    # the real path (real Schur form, recursive blocking over 2x2 blocks, real leaves) against
+    # scipy's solver and against the complex path
+    A, B, _ = random_stable(n, 2, 1, discrete=True, rng=rng, radius=0.95)
+    Q = B @ B.T
+    X = eq.stein(A, Q)
+    assert not np.iscomplexobj(X)
+    assert _rel(A @ X @ A.T - X + Q, Q) < 1e-12
+    ref = sla.solve_discrete_lyapunov(A, Q)
+    np.testing.assert_allclose(X, ref, rtol=1e-9, atol=1e-9 * np.abs(ref).max())
+    T, U = sla.schur(A, output="real")
+    Tc, Uc = sla.rsf2csf(T, U)
+    Yc = eq.tri_solve(Tc, Tc, Uc.conj().T @ Q @ Uc, True)
+    np.testing.assert_allclose(X, (Uc @ Yc @ Uc.conj().T).real, rtol=1e-10, atol=1e-10 * np.abs(X).max())
+    Fc = Q + 1j * rng.standard_normal((n, n))  # complex right-hand side on real operators
+    Yr = eq.tri_solve(T, T, U.T @ Fc @ U, True)
+    assert _rel(T @ Yr @ T.T - Yr + U.T @ Fc @ U, Fc) < 1e-12
+
+
 def test_batched_equations(rng):
     N, n, r = 5, 6, 3
     A = np.stack([random_stable(n, 1, 1, discrete=True, rng=rng)[0] for _ in range(N)])

@@ -30,3 +30,11 @@ def diag_left_sylvester(lam, S, F, discrete):
         K = np.kron(I_r, A) + np.kron(SH.T, I_n)
     y = np.linalg.solve(K, -F.reshape(-1, order="F"))
     return y.reshape(n, r, order="F")
+
+
+def tri_stein_sylvester_real(T, S, F):
+    r"""Dense reference for real :math:`T Y S^T - Y + F = 0`: the Kronecker system (small sizes)."""
+    n, r = F.shape
+    K = np.kron(S, T) - np.eye(n * r)
+    y = np.linalg.solve(K, -F.reshape(-1, order="F"))
+    return y.reshape(n, r, order="F")

@@ -49,8 +49,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .._validation import check_order
-from ..errors import OrderError, ShapeError, UnstableSystemError
+from .._validation import check_choice, check_order
+from ..errors import (
+    NotASystemError,
+    OrderError,
+    ShapeError,
+    UnexpectedOptionError,
+    UnknownMethodError,
+    UnstableSystemError,
+)
 from ..kernels.bt_pairs_numba import bt_pairs_one_factor, bt_project_two_factor, gram_factors_two_factor
 from ..systems import LQOSystem
 from .balanced import HSVSplitWarning, UnstableROMWarning, _single_threaded_blas, balanced_truncation
@@ -336,7 +343,7 @@ def bt_pairs_batch(lam, B, C, r: int, *, discrete: bool, scale=2.0, algorithm: s
     nt = _nthreads(N)
     bounds = np.linspace(0, N, nt + 1).astype(int)
     if algorithm not in ("auto", "two_factor"):
-        raise ValueError(f"algorithm must be 'auto' or 'two_factor', got {algorithm!r}")
+        raise UnknownMethodError(f"algorithm must be 'auto' or 'two_factor', got {algorithm!r}")
     args = [(lam[a:b], B[a:b], C[a:b], kappa[a:b], r, bool(discrete), algorithm)
             for a, b in zip(bounds[:-1], bounds[1:])]
     with _single_threaded_blas():
@@ -521,15 +528,15 @@ def reduce_batch(systems: Sequence[LQOSystem], r: int, method: str = "bt", **kw)
         If a channel is unstable.
     """
     if isinstance(systems, LQOSystem):
-        raise TypeError("reduce_batch expects a sequence of systems; use balanced_truncation for one")
+        raise NotASystemError("reduce_batch expects a sequence of systems; use balanced_truncation "
+                              "for one")
     systems = list(systems)
     if not systems:
         raise ShapeError("reduce_batch needs at least one system")
     for s in systems:
         if not isinstance(s, LQOSystem):
-            raise TypeError(f"expected LQOSystem objects, got {type(s).__name__}")
-    if method not in _METHODS:
-        raise ValueError(f"method must be one of {sorted(_METHODS)}, got {method!r}")
+            raise NotASystemError(f"expected LQOSystem objects, got {type(s).__name__}")
+    check_choice(method, sorted(_METHODS), "method")
     method = _METHODS[method]
     for order in {s.order for s in systems}:
         check_order(r, order)
@@ -544,12 +551,12 @@ def reduce_batch(systems: Sequence[LQOSystem], r: int, method: str = "bt", **kw)
         if method == "bt":
             algorithm = kw.pop("algorithm", "auto")
             if kw:
-                raise TypeError(f"unexpected options for method 'bt': {sorted(kw)}")
+                raise UnexpectedOptionError(f"unexpected options for method 'bt': {sorted(kw)}")
             return _bt_result(systems, r, lam, B, C, kappa, disc, fd, algorithm)
         if method == "modal":
             crit = kw.pop("criterion", "h2")
             if kw or crit != "h2":
-                raise TypeError(f"unsupported options for the vectorised modal path: {sorted(kw)} "
+                raise UnexpectedOptionError(f"unsupported options for the vectorised modal path: {sorted(kw)} "
                                 f"criterion={crit!r}")
             return _modal_result(systems, r, lam, B, C, kappa, disc, fd)
         return _h2_result(systems, r, lam, B, C, kappa, disc, fd, kw)

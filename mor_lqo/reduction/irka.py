@@ -39,12 +39,19 @@ columns is replaced by its real and imaginary parts), so the ROM is real.
 
 from __future__ import annotations
 
-import numpy as np
-from scipy.optimize import linear_sum_assignment
+from dataclasses import dataclass
 
-from .._validation import check_order
+import numpy as np
+import scipy.linalg as sla
+
+from .._validation import check_order, check_system
 from ..equations import Factor
-from ..errors import ShapeError, UnstableSystemError
+from ..errors import (
+    InvalidArgumentError,
+    ProjectionBreakdownError,
+    ShapeError,
+    UnstableSystemError,
+)
 from ..systems import LQOSystem
 from .result import ReductionResult  # noqa: F401  (return type)
 from .tsia import (
@@ -55,13 +62,13 @@ from .tsia import (
     dominant_rom,
     initial_rom,
     is_stable_poles,
-    orth,
     pole_change,
     realisation_of,
 )
 
 __all__ = ["irka"]
 
+_EPS = np.finfo(float).eps
 _MODAL_COND_MAX = 1e10  # eigenvector conditioning above which the Schur (TSIA) step is used
 
 
@@ -136,6 +143,8 @@ def _representatives(lam: np.ndarray, atol: float = 0.0):
     cost[~finite, :] = np.inf
     cost[:, ~finite] = np.inf
     cost[np.ix_(~finite, ~finite)] = 0.0
+    from scipy.optimize import linear_sum_assignment  # lazy: scipy.optimize is slow to import
+
     i, j = linear_sum_assignment(cost)
     partner = np.empty(r, int)
     partner[i] = j
@@ -248,15 +257,15 @@ def _check_shifts(eng: _TwoSided, shifts, directions, r: int):
     if sigma.size != r:
         raise ShapeError(f"shifts must have r = {r} entries, got {sigma.size}")
     if np.any(np.isnan(sigma)):
-        raise ValueError("shifts contain NaN")
+        raise InvalidArgumentError("shifts contain NaN")
     if disc:
         if np.any(np.abs(sigma) <= 1):
-            raise ValueError("discrete-time IRKA shifts must lie outside the closed unit disc "
+            raise InvalidArgumentError("discrete-time IRKA shifts must lie outside the closed unit disc "
                              "(they are mirror images 1/conj(lam) of stable reduced poles; "
                              "inf stands for a reduced pole at 0)")
     else:
         if np.any(~np.isfinite(sigma)) or np.any(sigma.real <= 0):
-            raise ValueError("continuous-time IRKA shifts must be finite with positive real part "
+            raise InvalidArgumentError("continuous-time IRKA shifts must be finite with positive real part "
                              "(mirror images -conj(lam) of stable reduced poles)")
     if directions is None:
         b, c = _default_directions(r, s.m, s.p)
@@ -271,11 +280,11 @@ def _check_shifts(eng: _TwoSided, shifts, directions, r: int):
             raise ShapeError(f"directions must have shapes ({r}, {s.m}) and ({r}, {s.p}), got "
                              f"{b.shape} and {c.shape}")
         if not (np.all(np.isfinite(b)) and np.all(np.isfinite(c))):
-            raise ValueError("directions contain NaN or inf")
+            raise InvalidArgumentError("directions contain NaN or inf")
     if real:
         rep = _representatives(sigma, atol=1e-10)
         if rep is None:
-            raise ValueError("a real system needs shifts closed under complex conjugation")
+            raise InvalidArgumentError("a real system needs shifts closed under complex conjugation")
         reps, partner = rep
         for k in range(r):
             j = partner[k]
@@ -283,10 +292,10 @@ def _check_shifts(eng: _TwoSided, shifts, directions, r: int):
             if sigma[k].imag == 0 or j == k:
                 if np.any(np.abs(bk.imag) > 1e-10 * max(np.max(np.abs(bk)), 1)) or np.any(
                         np.abs(ck.imag) > 1e-10 * max(np.max(np.abs(ck)), 1)):
-                    raise ValueError("a real system needs real tangential directions at real shifts")
+                    raise InvalidArgumentError("a real system needs real tangential directions at real shifts")
             elif not (np.allclose(b[j], np.conj(bk), rtol=1e-10, atol=0)
                       and np.allclose(c[j], np.conj(ck), rtol=1e-10, atol=0)):
-                raise ValueError("a real system needs conjugate directions at conjugate shifts")
+                raise InvalidArgumentError("a real system needs conjugate directions at conjugate shifts")
         sigma = sigma.copy()
         sigma[np.abs(sigma.imag) <= 1e-10 * np.abs(sigma)] = sigma[
             np.abs(sigma.imag) <= 1e-10 * np.abs(sigma)].real
@@ -301,19 +310,145 @@ def _default_directions(r, m, p):
 
 
 def _logspace_shifts(eng: _TwoSided, r: int) -> np.ndarray:
-    """Real shifts spread logarithmically over the spectrum of A (from the cached Schur factor)."""
+    r"""Distinct real shifts spread logarithmically over the decay rates of A's modes.
+
+    Continuous time: :math:`\sigma_k` log-spaced between :math:`\min|\lambda(A)|` and
+    :math:`\max|\lambda(A)|`. Discrete time: the same for the rates :math:`-\log|\lambda|`
+    (the continuous-time decay rates times dt; moduli below 1e-3 count as 1e-3), so the reduced
+    poles :math:`e^{-\rho_k}` are distinct even when many eigenvalues of A are (numerically) 0 —
+    repeated shifts would make the first projection singular. Uses the cached Schur factor.
+    """
     from ..gramians import _schur_eigvals
 
-    lam = _schur_eigvals(eng.fa)
-    mag = np.abs(lam)
+    mag = np.abs(_schur_eigvals(eng.fa))
     if eng.disc:
-        # real reduced poles with moduli at quantiles of |lambda(A)|, mirrored in the unit circle
-        q = np.quantile(mag, np.linspace(0.0, 1.0, r + 2)[1:-1])
-        q = np.clip(q, 1e-3, 1 - 1e-6)
-        return 1 / q
+        rate = -np.log(np.clip(mag, 1e-3, 1 - 1e-12))
+        lo = max(float(np.min(rate)), 1e-12)
+        hi = max(float(np.max(rate)), 2 * lo)
+        return np.exp(np.logspace(np.log10(lo), np.log10(hi), r))  # = 1 / pole
     lo = max(float(np.min(mag)), 1e-12)
-    hi = max(float(np.max(mag)), lo * (1 + 1e-12))
+    hi = max(float(np.max(mag)), 2 * lo)
     return np.logspace(np.log10(lo), np.log10(hi), r)
+
+
+def _basis(X: np.ndarray, name: str) -> np.ndarray:
+    """Orthonormal basis of range(X); ShapeError if the columns are linearly dependent to rounding
+    (repeated shifts and directions give identical columns, and QR would fill in arbitrary ones)."""
+    Q, R = sla.qr(X, mode="economic", check_finite=False)
+    d = np.abs(np.diag(R))
+    if d.size and not np.min(d) > X.shape[0] * _EPS * np.max(d):
+        raise ShapeError(f"the shifted solves spanning {name} are linearly dependent "
+                         f"(rank-deficient basis: min/max |R_kk| = {np.min(d) / np.max(d):.1e})")
+    return Q
+
+
+@dataclass
+class _Start:
+    """Where an IRKA run starts: a realisation, its poles, and the ROM it came from (if any)."""
+
+    rz: Realisation
+    used: np.ndarray
+    rom: LQOSystem | None
+    label: str
+
+
+@dataclass
+class _Run:
+    """Iterates of one IRKA run (``roms[k]`` has relative error ``errors[k]``)."""
+
+    roms: list
+    errors: list
+    changes: list
+    converged: bool
+    iterations: int
+    breakdown: str | None
+    mirrored: int
+
+    def failure(self) -> str | None:
+        """Why this run needs a restart: a breakdown, or no stable iterate at all."""
+        if self.breakdown is not None:
+            return f"the projection broke down ({self.breakdown})"
+        if not self.has_stable():
+            return "no iterate was stable"
+        return None
+
+    def has_stable(self) -> bool:
+        return bool(np.any(np.isfinite(self.errors)))
+
+
+def _resolve_init(eng: _TwoSided, init, shifts, lqo: bool):
+    if shifts is not None:
+        return "shifts"
+    if isinstance(init, str) and init == "auto":
+        if lqo:
+            return "bt"
+        return "dominant" if (eng.sys.is_diagonal or eng.realified) else "logspace"
+    return init
+
+
+def _start(eng: _TwoSided, sys: LQOSystem, r: int, init, shifts, directions) -> _Start:
+    """Initial realisation from shifts (user or logspace) or from an initial ROM."""
+    if isinstance(init, str) and init in ("shifts", "logspace"):
+        if init == "logspace":
+            shifts = _logspace_shifts(eng, r)
+        sigma, b, c = _check_shifts(eng, shifts, directions, r)
+        rz, used = _shift_realisation(eng, sigma, b, c)
+        return _Start(rz, used, None, init)
+    if isinstance(init, str) and init == "dominant":
+        rom, label = dominant_rom(sys, r), "dominant"
+    else:
+        rom, label = initial_rom(sys, r, init)
+    if not rom.is_stable():
+        raise UnstableSystemError("the initial reduced model of IRKA must be asymptotically stable")
+    rz, used = _next_realisation(rom, eng.real)
+    return _Start(rz, used, rom, label)
+
+
+def _attempt(eng: _TwoSided, sys: LQOSystem, r: int, init, shifts, directions, tol, maxit):
+    """Start and iterate; returns ``(start, run, failure reason or None)``.
+
+    An unstable built-in start (BT or dominant modes that lost stability to rounding) is a failure
+    to restart from, not an error of the (stable) input; an unstable user ROM raises.
+    """
+    try:
+        start = _start(eng, sys, r, init, shifts, directions)
+    except UnstableSystemError as exc:
+        if not isinstance(init, str):
+            raise
+        return None, None, f"the {init!r} start is unstable ({exc})"
+    run = _iterate(eng, start, tol, maxit)
+    return start, run, run.failure()
+
+
+def _iterate(eng: _TwoSided, start: _Start, tol: float, maxit: int) -> _Run:
+    """The IRKA fixed-point iteration: shifted solves, projection, new shifts, until tol or maxit.
+
+    Every ROM whose shifted solves were computed is recorded with its relative error (``inf`` if
+    unstable); a breakdown (non-finite solves, W^H V singular) stops the run and is recorded.
+    """
+    run = _Run([], [], [], False, 0, None, 0)
+    rz, used, rom = start.rz, start.used, start.rom
+    while True:
+        st = eng.step(rz)
+        if rom is not None:
+            run.roms.append(rom)
+            run.errors.append(eng.rel_error(st.tail) if rz.stable else float("inf"))
+        if run.converged or run.iterations >= maxit:
+            return run
+        if not (np.all(np.isfinite(st.X)) and np.all(np.isfinite(st.Y))):
+            run.breakdown = "non-finite shifted solves"
+            return run
+        try:
+            new = eng.project(_basis(st.X, "V"), _basis(st.Y, "W"))
+        except (ShapeError, np.linalg.LinAlgError) as exc:
+            run.breakdown = str(exc)
+            return run
+        run.iterations += 1
+        new_rz, new_used = _next_realisation(new, eng.real)
+        run.mirrored += int(not new_rz.stable)
+        run.changes.append(pole_change(new_used, used, eng.disc))
+        rom, rz, used = new, new_rz, new_used
+        run.converged = run.changes[-1] < tol
 
 
 def irka(sys: LQOSystem, r: int, *, shifts=None, directions=None, tol: float = 1e-6,
@@ -355,7 +490,8 @@ def irka(sys: LQOSystem, r: int, *, shifts=None, directions=None, tol: float = 1
         images of the ROM poles); ``history``: relative h2 error of every iterate (a ROM built from
         initial shifts counts as iteration 1; an initial ROM is iteration 0); ``info``:
         ``"shift_change"`` per iteration, ``"init"``, ``"best_iteration"``, ``"mirrored"`` (number
-        of iterations in which unstable ROM poles were mirrored).
+        of iterations in which unstable ROM poles were mirrored); after a restart also
+        ``"restarted_from"`` (``"bt"`` or ``"logspace"``) and ``"restart_reason"``.
 
     Warns
     -----
@@ -369,7 +505,10 @@ def irka(sys: LQOSystem, r: int, *, shifts=None, directions=None, tol: float = 1
     OrderError
         If ``r`` is invalid or an initial ROM has the wrong order.
     UnstableSystemError
-        If ``sys`` or the initial ROM is unstable, or no iterate is stable.
+        If ``sys`` or a user-supplied initial ROM is unstable.
+    ProjectionBreakdownError
+        If the projection breaks down (or no iterate is stable) and the restart from balanced
+        truncation fails as well.
     ValueError, ShapeError
         For shifts outside the admissible region, shifts/directions that are not conjugation-closed
         for a real system, or arrays of the wrong shape.
@@ -381,88 +520,41 @@ def irka(sys: LQOSystem, r: int, *, shifts=None, directions=None, tol: float = 1
     discrete: :math:`\hat\lambda` itself instead of :math:`1/\bar{\hat\lambda}`), as in pyMOR's
     ``force_sigma_in_rhp``; the unstable iterate has h2 error ``inf`` and is never returned.
     If Â is (numerically) defective, no pole can be mirrored; the Schur form is used as is.
+    **Restart.** If a run from shifts, ``"dominant"``, ``"logspace"`` or a user ROM breaks down
+    (:math:`W^HV` numerically singular, linearly dependent shifted solves, non-finite solves) or
+    produces no stable iterate, IRKA restarts once from balanced truncation, which is stable for a
+    stable system, and records this in ``info``; it therefore never fails where ``init="bt"``
+    succeeds. A BT start that is itself unstable (rounding) restarts from ``"logspace"`` shifts; a
+    BT start that breaks down later returns its best stable iterate (BT at worst).
     **Relation to TSIA.** In exact arithmetic IRKA and :func:`~mor_lqo.tsia` produce the same
     iterates from the same ROM (see the module notes); IRKA adds the shift parametrisation (initial
     shifts and directions, cheap initialisations), mirroring of unstable poles and the shift-based
     stopping rule.
     """
-    if not isinstance(sys, LQOSystem):
-        raise TypeError(f"expected an LQOSystem, got {type(sys).__name__}")
+    check_system(sys)
     r = check_order(r, sys.order)
     _check_tol(tol, maxit)
     eng = _TwoSided(sys)
-    disc, real = eng.disc, eng.real
     lqo = eng.sys.has_quadratic
     method = "lqo-irka" if lqo else "irka"
-
-    if isinstance(init, str) and init == "auto" and shifts is None:
-        if lqo:
-            init = "bt"
-        elif eng.sys.is_diagonal or eng.realified:
-            init = "dominant"
-        else:
-            init = "logspace"
-    if shifts is None and isinstance(init, str) and init == "logspace":
-        shifts = _logspace_shifts(eng, r)
-        label = "logspace"
-    elif shifts is not None:
-        label = "shifts"
-    else:
-        label = None
-
-    roms, errors, changes = [], [], []
-    mirrored = 0
-    if shifts is not None:
-        sigma, b, c = _check_shifts(eng, shifts, directions, r)
-        rz, used = _shift_realisation(eng, sigma, b, c)
-        first_is_rom = False
-        rom = None
-    else:
-        if isinstance(init, str) and init == "dominant":
-            rom, label = dominant_rom(sys, r), "dominant"
-        else:
-            rom, label = initial_rom(sys, r, init)
-        if not rom.is_stable():
-            raise UnstableSystemError("the initial reduced model of IRKA must be asymptotically stable")
-        rz, used = _next_realisation(rom, real)
-        first_is_rom = True
-
-    converged = False
-    breakdown = None
-    it = 0
-    while True:
-        st = eng.step(rz)
-        if rom is not None:
-            roms.append(rom)
-            errors.append(eng.rel_error(st.tail) if rz.stable else float("inf"))
-        if converged or it >= maxit:
-            break
-        if not (np.all(np.isfinite(st.X)) and np.all(np.isfinite(st.Y))):
-            breakdown = "non-finite shifted solves"
-            break
-        try:
-            new = eng.project(orth(st.X), orth(st.Y))
-        except (ShapeError, np.linalg.LinAlgError) as exc:
-            breakdown = str(exc)
-            break
-        it += 1
-        new_rz, new_used = _next_realisation(new, real)
-        if not new_rz.stable:
-            mirrored += 1
-        if used is not None:
-            changes.append(pole_change(new_used, used, disc))
-        else:
-            changes.append(float("inf"))
-        rom, rz, used = new, new_rz, new_used
-        if changes[-1] < tol:
-            converged = True
-
-    if not roms:
-        raise ShapeError(f"{method}: the first projection broke down ({breakdown})")
-    info = {"init": label, "mirrored": mirrored}
+    init = _resolve_init(eng, init, shifts, lqo)
+    start, run, reason = _attempt(eng, sys, r, init, shifts, directions, tol, maxit)
+    label = start.label if start is not None else init
+    info = {"init": label}
+    if reason is not None and (label != "bt" or run is None or not run.has_stable()):
+        # one restart: from balanced truncation (stable for a stable system), or from logspace
+        # shifts when BT itself was the start that failed (a stable BT start is kept instead)
+        fallback = "logspace" if label == "bt" else "bt"
+        info.update(restarted_from=fallback, restart_reason=reason)
+        start, run, again = _attempt(eng, sys, r, fallback, None, None, tol, maxit)
+        if run is None or not run.roms:
+            raise ProjectionBreakdownError(f"{method}: {reason}, and the restart from {fallback} "
+                                           f"failed ({again})")
+    info["mirrored"] = run.mirrored
 
     def shifts_of(final_rom):
-        return shifts_from_poles(np.linalg.eigvals(final_rom.A), disc)
+        return shifts_from_poles(np.linalg.eigvals(final_rom.A), eng.disc)
 
-    return _finish(eng, roms, errors, changes, converged, it, breakdown, method, info, maxit, tol,
-                   shifts_of=shifts_of, first_is_rom=first_is_rom, change_key="shift_change")
+    return _finish(eng, run.roms, run.errors, run.changes, run.converged, run.iterations,
+                   run.breakdown, method, info, maxit, tol, shifts_of=shifts_of,
+                   first_is_rom=start.rom is not None, change_key="shift_change")

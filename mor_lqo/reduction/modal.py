@@ -20,16 +20,18 @@ import warnings
 
 import numpy as np
 
-from .._validation import check_order
-from ..errors import LayoutError, OrderError
+from .._validation import check_choice, check_order, check_system
+from ..errors import IllConditionedError, LayoutError, OrderError, UnknownMethodError
 from ..gramians import check_stable
 from ..norms import h2_error, h2_norm
 from ..systems import LQOSystem
+from .modal_schur import modal_schur
 from .result import ReductionResult
 
 __all__ = ["modal_truncation", "to_conjugate_pairs", "group_scores"]
 
 _CRITERIA = ("h2", "hinf")
+_EIG_COND_MAX = 1e8  # eigenvector conditioning above which the Schur-based (cluster) form is used
 
 
 def _kernel(l1: np.ndarray, l2: np.ndarray, discrete: bool) -> np.ndarray:
@@ -124,10 +126,9 @@ def _real_pair_groups(mu: np.ndarray) -> np.ndarray:
 
 
 def _check_criterion(criterion: str, sys: LQOSystem) -> None:
-    if criterion not in _CRITERIA:
-        raise ValueError(f"criterion must be one of {_CRITERIA}, got {criterion!r}")
+    check_choice(criterion, _CRITERIA, "criterion")
     if criterion == "hinf" and sys.has_quadratic:
-        raise ValueError("criterion='hinf' is defined for LTI systems only; use 'h2'")
+        raise UnknownMethodError("criterion='hinf' is defined for LTI systems only; use 'h2'")
 
 
 def modal_truncation(sys: LQOSystem, r: int, *, criterion: str = "h2") -> ReductionResult:
@@ -163,6 +164,12 @@ def modal_truncation(sys: LQOSystem, r: int, *, criterion: str = "h2") -> Reduct
       c: column of :math:`CX`). If one slot is left and the next group is a pair, the next
       best real mode is taken; if there is none, OrderError.
     * **Dense complex systems**: a complex diagonal ROM of the kept modes.
+    * **Defective or nearly defective A** (eigenvector condition number > 1e8, e.g. a Jordan
+      block): the eigenvector form would be meaningless, so clusters of close eigenvalues are kept
+      or dropped whole and the ROM is the spectral projection computed from an ordered Schur form
+      (:mod:`mor_lqo.reduction.modal_schur`); ``info["form"]`` is ``"schur"`` (else ``"modal"``),
+      ``info["kept"]`` indexes ``np.linalg.eig(sys.A)``'s eigenvalues, ``info["scores"]`` are the
+      cluster scores.
 
     Raises
     ------
@@ -170,14 +177,17 @@ def modal_truncation(sys: LQOSystem, r: int, *, criterion: str = "h2") -> Reduct
         Invalid r, odd r for a conjugate-pair system, or r would split a conjugate pair.
     UnstableSystemError
         If ``sys`` is not asymptotically stable.
+    IllConditionedError
+        If even the Schur-based decoupling of kept and discarded modes is ill-conditioned
+        (condition number > 1e8, named in the message), or ``criterion="hinf"`` on a defective A.
     """
-    if not isinstance(sys, LQOSystem):
-        raise TypeError(f"expected an LQOSystem, got {type(sys).__name__}")
+    check_system(sys)
     r = check_order(r, sys.order)
     _check_criterion(criterion, sys)
     check_stable(sys, "modal truncation")
     disc = sys.is_discrete
 
+    extra = {}
     if sys.half is not None:
         rom, kept, scores = _modal_pairs(sys, r, criterion)
     elif sys.is_diagonal:
@@ -189,9 +199,9 @@ def modal_truncation(sys: LQOSystem, r: int, *, criterion: str = "h2") -> Reduct
         rom = LQOSystem._make(lam=lam[kept], B=sys.B[kept], C=sys.C[:, kept], M=M, D=sys.D,
                               dt=sys.dt, convention=sys.convention)
     else:
-        rom, kept, scores = _modal_dense(sys, r, criterion)
+        rom, kept, scores, extra = _modal_dense(sys, r, criterion)
     return ReductionResult(rom=rom, h2_error=h2_error(sys, rom), h2_norm=h2_norm(sys), method="modal",
-                           info={"kept": kept, "scores": scores, "criterion": criterion})
+                           info={"kept": kept, "scores": scores, "criterion": criterion, **extra})
 
 
 def _modal_pairs(sys: LQOSystem, r: int, criterion: str):
@@ -212,10 +222,10 @@ def _modal_pairs(sys: LQOSystem, r: int, criterion: str):
     return rom, kept, scores
 
 
-def _eig_modal(A: np.ndarray):
+def _eig_modal(A: np.ndarray, warn: bool = True):
     mu, X = np.linalg.eig(A)
     cond = np.linalg.cond(X)
-    if not np.isfinite(cond) or cond > 1e10:
+    if warn and (not np.isfinite(cond) or cond > 1e10):
         warnings.warn(
             f"the eigenvector matrix is ill-conditioned (cond = {cond:.3g}); A is (nearly) "
             "defective and the modal decomposition is inaccurate",
@@ -226,7 +236,16 @@ def _eig_modal(A: np.ndarray):
 
 
 def _modal_dense(sys: LQOSystem, r: int, criterion: str):
-    mu, X = _eig_modal(sys.A)
+    mu, X = _eig_modal(sys.A, warn=False)
+    cond = np.linalg.cond(X)
+    if not np.isfinite(cond) or cond > _EIG_COND_MAX:
+        if criterion != "h2":
+            raise IllConditionedError(
+                f"the eigenvector matrix is ill-conditioned (cond = {cond:.2e}); criterion="
+                f"{criterion!r} needs modal coordinates, use criterion='h2' (Schur-based form)")
+        rom, kept, scores, info = modal_schur(sys, r, mu, _select)
+        info["eigenvector_cond"] = float(cond)
+        return rom, kept, scores, info
     Bz = np.linalg.solve(X, sys.B)
     Cz = sys.C @ X
     Mz = None if sys.M is None else X.conj().T @ sys.M @ X
@@ -238,7 +257,7 @@ def _modal_dense(sys: LQOSystem, r: int, criterion: str):
         M = None if Mz is None else Mz[:, kept][:, :, kept]
         rom = LQOSystem._make(lam=mu[kept], B=Bz[kept], C=Cz[:, kept], M=M, D=sys.D, dt=sys.dt,
                               convention=sys.convention)
-        return rom, kept, scores
+        return rom, kept, scores, {"form": "modal", "eigenvector_cond": float(cond)}
     groups = _real_pair_groups(mu)
     sizes = np.where(groups[:, 1] < 0, 1, 2)
     scores = group_scores(mu, Bz, Cz, Mz, groups, disc, criterion)
@@ -270,7 +289,7 @@ def _modal_dense(sys: LQOSystem, r: int, criterion: str):
         Mr = V.T @ sys.M @ V
         Mr = (Mr + np.swapaxes(Mr, 1, 2)) / 2
     rom = LQOSystem._make(A=Ar, B=Br, C=Cr, M=Mr, D=sys.D, dt=sys.dt, convention=sys.convention)
-    return rom, np.asarray(kept, dtype=int), scores
+    return rom, np.asarray(kept, dtype=int), scores, {"form": "modal", "eigenvector_cond": float(cond)}
 
 
 def to_conjugate_pairs(sys: LQOSystem, scale: float = 2.0, *, allow_real_modes: bool = False) -> LQOSystem:

@@ -36,7 +36,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..equations import factor, solve_factored
-from ..errors import UnstableSystemError
+from ..errors import NotASystemError, UnstableSystemError
 from ..gramians import adjoint_factor, check_stable, schur_factor
 from ..systems import LQOSystem
 
@@ -138,7 +138,7 @@ def h2_optimality_residuals(sys: LQOSystem, rom: LQOSystem) -> OptimalityResidua
     Cost: n x r (Stein–)Sylvester solves with the cached Schur factor of ``sys`` plus O(p n^2 r).
     """
     if not isinstance(sys, LQOSystem) or not isinstance(rom, LQOSystem):
-        raise TypeError("sys and rom must be LQOSystem objects")
+        raise NotASystemError("sys and rom must be LQOSystem objects")
     sys.compatible_with(rom)
     s = _work(sys)
     check_stable(s, "optimality residuals")
@@ -232,7 +232,7 @@ def interpolation_residuals(sys: LQOSystem, rom: LQOSystem) -> InterpolationResi
     tests and diagnostics, not for large n.
     """
     if not isinstance(sys, LQOSystem) or not isinstance(rom, LQOSystem):
-        raise TypeError("sys and rom must be LQOSystem objects")
+        raise NotASystemError("sys and rom must be LQOSystem objects")
     sys.compatible_with(rom)
     sys = _work(sys)
     disc = sys.is_discrete

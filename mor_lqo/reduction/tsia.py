@@ -30,14 +30,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.linalg as sla
-from scipy.optimize import linear_sum_assignment
 
-from .._validation import check_order
+from .._validation import check_count, check_order, check_system, check_tolerance
 from ..equations import Factor, factor, solve_factored, tri_solve
 from ..errors import (
     ConvergenceWarning,
+    NotASystemError,
     OrderError,
+    ProjectionBreakdownError,
     ShapeError,
+    UnknownMethodError,
     UnstableSystemError,
 )
 from ..gramians import _memo, adjoint_factor, check_stable, schur_factor
@@ -99,6 +101,8 @@ def pole_change(new: np.ndarray, old: np.ndarray, discrete: bool) -> float:
         return float("inf")
     scale = np.ones(old.shape) if discrete else np.maximum(np.abs(old), np.finfo(float).tiny)
     cost = np.abs(new[:, None] - old[None, :]) / scale[None, :]
+    from scipy.optimize import linear_sum_assignment  # lazy: scipy.optimize is slow to import
+
     i, j = linear_sum_assignment(cost)
     return float(np.max(cost[i, j])) if cost.size else 0.0
 
@@ -185,8 +189,7 @@ class _TwoSided:
     """
 
     def __init__(self, sys: LQOSystem):
-        if not isinstance(sys, LQOSystem):
-            raise TypeError(f"expected an LQOSystem, got {type(sys).__name__}")
+        check_system(sys)
         self.orig = sys
         work, self.realified = work_system(sys)
         check_stable(work, "h2-optimal reduction")
@@ -317,7 +320,7 @@ def _norm2_without_d(sys: LQOSystem) -> float:
 def check_rom(sys: LQOSystem, rom: LQOSystem, r: int, what: str) -> None:
     """Validate a user-supplied initial reduced model."""
     if not isinstance(rom, LQOSystem):
-        raise TypeError(f"{what} must be an LQOSystem or a string, got {type(rom).__name__}")
+        raise NotASystemError(f"{what} must be an LQOSystem or a string, got {type(rom).__name__}")
     sys.compatible_with(rom)
     if rom.order != r:
         raise OrderError(f"{what} has order {rom.order}, but r = {r} was requested")
@@ -409,10 +412,15 @@ def _partner(lam, k, used):
 
 
 def _modal_subsystem(work: LQOSystem, lam, Xe, keep) -> LQOSystem:
-    """Project onto the eigenvectors ``keep`` (real basis for real systems)."""
-    n = work.n
+    """Project onto the eigenvectors ``keep`` (real basis for real systems).
+
+    Diagonal systems (``Xe is None``): the eigenvectors are unit vectors, so both bases are the
+    coordinate selection ``keep`` — O(n r) memory and O(n r^2) work, never an n x n identity.
+    """
     if Xe is None:
-        Xe = np.eye(n)
+        Sel = np.zeros((work.n, len(keep)))
+        Sel[np.asarray(keep), np.arange(len(keep))] = 1.0
+        return project(work, orth(Sel), orth(Sel))
     V = Xe[:, keep]
     if not work.is_complex:
         cols = []
@@ -429,8 +437,10 @@ def _modal_subsystem(work: LQOSystem, lam, Xe, keep) -> LQOSystem:
                 seen.add(k)
                 seen.add(_partner_in(lam, keep, k))
         V = np.column_stack(cols)
-    # left eigenvectors span: rows of Xe^{-1}
-    Wl = np.linalg.inv(Xe)[keep].conj().T
+    # left eigenvectors span: rows keep of Xe^{-1}, i.e. conj of Xe^{-T} e_keep (one LU, no inverse)
+    Sel = np.zeros((work.n, len(keep)))
+    Sel[np.asarray(keep), np.arange(len(keep))] = 1.0
+    Wl = np.linalg.solve(Xe.T, Sel).conj()
     if not work.is_complex:
         cols, seen = [], set()
         for idx, k in enumerate(keep):
@@ -460,7 +470,8 @@ def initial_rom(sys: LQOSystem, r: int, init, what: str = "init") -> tuple[LQOSy
     if isinstance(init, str):
         if init == "dominant":
             return dominant_rom(sys, r), "dominant"
-        raise ValueError(f"{what} must be 'auto', 'bt', 'dominant' or an LQOSystem, got {init!r}")
+        raise UnknownMethodError(f"{what} must be 'auto', 'bt', 'dominant' or an LQOSystem, "
+                                 f"got {init!r}")
     check_rom(sys, init, r, what)
     return init, "user"
 
@@ -518,8 +529,7 @@ def tsia(sys: LQOSystem, r: int, *, init=None, tol: float = 1e-8, maxit: int = 1
     UnstableSystemError
         If ``sys`` or the initial ROM is unstable.
     """
-    if not isinstance(sys, LQOSystem):
-        raise TypeError(f"expected an LQOSystem, got {type(sys).__name__}")
+    check_system(sys)
     r = check_order(r, sys.order)
     _check_tol(tol, maxit)
     eng = _TwoSided(sys)
@@ -555,17 +565,14 @@ def tsia(sys: LQOSystem, r: int, *, init=None, tol: float = 1e-8, maxit: int = 1
 
 
 def _check_tol(tol, maxit):
-    if not (isinstance(tol, (int, float)) and np.isfinite(tol) and tol > 0):
-        raise ValueError(f"tol must be a positive number, got {tol!r}")
-    if isinstance(maxit, bool) or not isinstance(maxit, (int, np.integer)) or maxit < 0:
-        raise ValueError(f"maxit must be a non-negative integer, got {maxit!r}")
+    check_tolerance(tol, "tol")
+    check_count(maxit, "maxit")
 
 
 def _finish(eng, roms, errors, changes, converged, it, breakdown, method, info, maxit, tol,
             shifts_of=None, first_is_rom=True, change_key="pole_change"):
     """Pick the returned iterate, emit warnings, build the result."""
     errs = np.array(errors, float)
-    cand = np.arange(len(roms)) if first_is_rom else np.arange(1, len(roms))
     final = len(roms) - 1
     final_ok = np.isfinite(errs[final])
     reason = None
@@ -578,9 +585,9 @@ def _finish(eng, roms, errors, changes, converged, it, breakdown, method, info, 
     if reason is None:
         pick = final
     else:
-        finite = [k for k in cand if np.isfinite(errs[k])]
+        finite = [k for k in range(len(roms)) if np.isfinite(errs[k])]
         if not finite:
-            raise UnstableSystemError(
+            raise ProjectionBreakdownError(
                 f"{method}: no stable reduced model was produced ({reason}); try another init"
             )
         pick = min(finite, key=lambda k: errs[k])
