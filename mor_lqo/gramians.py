@@ -189,10 +189,12 @@ def hankel_singular_values(sys: LQOSystem) -> np.ndarray:
 
     For LQO systems the LQO observability Gramian (with :math:`\sum M_j P M_j`) is used
     (Benner–Goyal–Pontes Duff). Computed by the square-root method: singular values of
-    :math:`Z_P^H Z_Q` with eigen-based PSD factors (robust to semidefinite Gramians).
+    :math:`Z_P^H Z_Q` with the factors of :func:`mor_lqo.gramian_factors.gramian_factors` (Hammarling
+    factors for real dense systems, accurate also for strongly non-normal ``A``; docs/numerics.md).
     """
-    ZP = psd_factor(controllability_gramian(sys))
-    ZQ = psd_factor(observability_gramian(sys))
+    from .gramian_factors import gramian_factors
+
+    ZP, ZQ = gramian_factors(sys)
     s = np.linalg.svd(ZP.conj().T @ ZQ, compute_uv=False)
     out = np.zeros(sys.n)
     out[: min(len(s), sys.n)] = s[: sys.n]

@@ -34,6 +34,7 @@ from scipy.linalg import lapack
 
 from .._validation import check_order
 from ..errors import OrderError, UnstableSystemError
+from ..gramian_factors import gramian_factors
 from ..gramians import _memo, check_stable, controllability_gramian, observability_gramian
 from ..norms import h2_error, h2_norm
 from ..systems import LQOSystem
@@ -253,9 +254,11 @@ def balanced_truncation(sys: LQOSystem, r: int, *, return_projection: bool = Fal
 def _balanced_truncation(sys: LQOSystem, r: int, return_projection: bool) -> ReductionResult:
     work, realified = _reduce_target(sys)
     check_stable(sys, "balanced truncation")
-    P, Q = _realified_gramians(sys) if realified else (controllability_gramian(work),
-                                                         _observability_gramian(work))
-    ZP, ZQ = gramian_factor(P), gramian_factor(Q)
+    if realified:
+        P, Q = _realified_gramians(sys)
+        ZP, ZQ = gramian_factor(P), gramian_factor(Q)
+    else:
+        ZP, ZQ = gramian_factors(work)
     with _single_threaded_blas(max(ZP.shape[1], ZQ.shape[1]) <= _SMALL):  # factors are often low rank
         U, s, Yh = np.linalg.svd(ZP.conj().T @ ZQ, full_matrices=False)
     hsv = np.zeros(work.n)
