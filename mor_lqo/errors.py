@@ -72,6 +72,15 @@ class IllConditionedError(MorLqoError, ArithmeticError):
     (the message names the condition number)."""
 
 
+class NumericalAccuracyError(MorLqoError, ArithmeticError):
+    """A quantity cannot be computed to any meaningful accuracy (e.g. a squared h2 error that evaluates
+    to a negative number far beyond rounding, from an ill-conditioned reduced model)."""
+
+
+class RelativeErrorUndefinedError(MorLqoError, ValueError):
+    """A relative error was asked for against a reference of infinite or zero norm."""
+
+
 class ComplexSystemError(MorLqoError, TypeError):
     """A complex system was passed where only real systems are supported (it is never cast silently)."""
 
@@ -116,6 +125,8 @@ __all__ = [
     "LayoutError",
     "CheckpointError",
     "DataFileError",
+    "NumericalAccuracyError",
+    "RelativeErrorUndefinedError",
     "SymmetrizationWarning",
     "ConvergenceWarning",
 ]

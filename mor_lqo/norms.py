@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import NotASystemError, ShapeError
+from .errors import NotASystemError, NumericalAccuracyError, RelativeErrorUndefinedError, ShapeError
 from .gramians import (
     _memo,
     check_stable,
@@ -154,9 +154,29 @@ def h2_error_parts(sys: LQOSystem, rom: LQOSystem) -> H2Parts:
         rom = _without_d(rom)
     n_full, n_rom = h2_norm_parts(sys), h2_norm_parts(rom)
     inner = h2_inner_parts(sys, rom)
-    lin = n_full.linear + n_rom.linear - 2 * inner.linear
-    quad = n_full.quadratic + n_rom.quadratic - 2 * inner.quadratic
-    return H2Parts(max(lin, 0.0), max(quad, 0.0))
+    lin = _difference(n_full.linear, n_rom.linear, inner.linear, "linear")
+    quad = _difference(n_full.quadratic, n_rom.quadratic, inner.quadratic, "quadratic")
+    if lin < REFINE_BELOW * (n_full.linear + n_rom.linear):
+        from .error_factored import h2_error_squared_factored
+
+        refined = h2_error_squared_factored(sys, rom)  # cancellation-free (LTI pairs)
+        if refined is not None:
+            lin = refined
+    return H2Parts(lin, quad)
+
+
+REFINE_BELOW = 1e-8  # relative squared error (rel. error 1e-4) below which the cancellation-free route is used
+_ROUNDING = 256 * np.finfo(float).eps
+
+
+def _difference(a: float, b: float, inner: float, part: str) -> float:
+    """``a + b - 2 inner`` (a squared error); a negative value beyond rounding is an error, not 0."""
+    d = a + b - 2 * inner
+    if d < -_ROUNDING * (abs(a) + abs(b) + 2 * abs(inner)) or not np.isfinite(d):
+        raise NumericalAccuracyError(
+            f"the {part} squared h2 error evaluates to {d:.3g} (norms {a:.3g}, {b:.3g}, inner {inner:.3g}): "
+            "the reduced model is too ill-conditioned for its error to be computed")
+    return max(d, 0.0)
 
 
 def _without_d(sys: LQOSystem) -> LQOSystem:
@@ -178,14 +198,30 @@ def h2_error(sys: LQOSystem, rom: LQOSystem, relative: bool = False) -> float:
     relative : bool
         Divide by :math:`\|\Sigma\|_{h2}`.
 
+    Raises
+    ------
+    RelativeErrorUndefinedError
+        ``relative=True`` with a reference of infinite (continuous, D != 0) or zero h2 norm.
+    NumericalAccuracyError
+        The squared error evaluates to a negative number beyond rounding (ill-conditioned ROM).
+
     Notes
     -----
     The full model's norm is cached on ``sys``, so repeated errors against many ROMs cost one
-    n x r solve each. Relative errors below about 1e-8 are at the rounding floor.
+    n x r solve each. Relative squared errors below :data:`REFINE_BELOW` of LTI pairs are recomputed
+    from a factor of the error system's Gramian (:mod:`mor_lqo.error_factored`), resolving errors
+    down to ~1e-15 ||S|| (docs/numerics.md).
     """
     e = float(np.sqrt(h2_error_parts(sys, rom).total))
     if relative:
-        e /= h2_norm(sys)
+        nrm = h2_norm(sys)
+        if not np.isfinite(nrm):
+            raise RelativeErrorUndefinedError(
+                "relative h2 error undefined: a continuous-time system with D != 0 has an infinite h2 norm "
+                "(divide h2_error(sys, rom) by the norm of the strictly proper part if that is what you need)")
+        if nrm == 0:
+            raise RelativeErrorUndefinedError("relative h2 error undefined: the reference system has h2 norm 0")
+        e /= nrm
     return e
 
 

@@ -55,8 +55,11 @@ class ReductionResult:
 
     @property
     def relative_error(self) -> float:
-        """``h2_error / h2_norm`` of the full model."""
-        return self.h2_error / self.h2_norm if self.h2_norm > 0 else float("nan")
+        """``h2_error / h2_norm`` of the full model; NaN where undefined (norm 0 or infinite: a
+        continuous-time model with D != 0)."""
+        if not (0 < self.h2_norm < float("inf")):
+            return float("nan")
+        return self.h2_error / self.h2_norm
 
     def __repr__(self) -> str:
         return (f"ReductionResult(method={self.method!r}, r={self.rom.order}, "
