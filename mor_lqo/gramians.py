@@ -74,19 +74,32 @@ def _schur_eigvals(f: Factor) -> np.ndarray:
     return lam
 
 
+MARGINAL = 8 * np.finfo(float).eps  # eigenvalues this close to the stability boundary count as on it
+
+
 def check_stable(sys: LQOSystem, what: str = "h2 norm") -> None:
-    """Raise :class:`UnstableSystemError` unless ``sys`` is asymptotically stable."""
+    r"""Raise :class:`UnstableSystemError` unless ``sys`` is asymptotically stable to working precision.
+
+    Discrete time needs :math:`\rho(A) < 1 - 8\varepsilon`, continuous time
+    :math:`\max \mathrm{Re}\,\lambda < -8\varepsilon \max|\lambda|`: an eigenvalue within rounding of
+    the boundary (e.g. ``exp(i theta)`` from a decay rate ``-exp(-inf)``) has an h2 norm of order
+    ``1/eps`` or infinity, and any error reported against it would be meaningless.
+    """
 
     def compute():
         lam = _schur_eigvals(schur_factor(sys))
-        return float(np.max(np.abs(lam))) if sys.is_discrete else float(np.max(lam.real))
+        if sys.is_discrete:
+            return float(np.max(np.abs(lam))), 1.0 - MARGINAL
+        return float(np.max(lam.real)), -MARGINAL * float(np.max(np.abs(lam)))
 
-    s = _memo(sys, "abscissa", compute)
-    if (sys.is_discrete and s >= 1.0) or (not sys.is_discrete and s >= 0.0):
+    s, limit = _memo(sys, "abscissa_limit", compute)
+    if not s < limit:
         bound = "spectral radius" if sys.is_discrete else "spectral abscissa"
+        where = "on the unit circle to working precision" if sys.is_discrete and s < 1 else \
+            "on the imaginary axis to working precision" if not sys.is_discrete and s < 0 else ""
         raise UnstableSystemError(
-            f"the {what} needs an asymptotically stable system; {bound} = {s:.6g} "
-            f"({'must be < 1' if sys.is_discrete else 'must be < 0'})"
+            f"the {what} needs an asymptotically stable system; {bound} = {s!r} "
+            f"({'must be < 1' if sys.is_discrete else 'must be < 0'}{'; ' + where if where else ''})"
         )
 
 

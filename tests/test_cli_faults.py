@@ -197,3 +197,29 @@ def test_inspect_names_units_it_cannot_analyse(tmp_path, capsys):
     assert len(blocks[1]["skipped_units"]) == 1 and blocks[1]["skipped_units"][0].startswith("unit 0:")
     assert main(["inspect", str(path)]) == EXIT_OK
     assert "skipped unit 0" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("method", ["bt", "tsia", "irka"])
+def test_dead_channel_is_handled_per_channel(tmp_path, method, capsys):
+    sd = s4d_sd(np.random.default_rng(3), H=3, M=(6, 5))
+    C = sd["s4_layers.0.kernel.C"].copy()
+    C[1] = 0  # channel 1 of layer 0 is dead: zero input-output map, zero Hankel singular values
+    sd["s4_layers.0.kernel.C"] = C
+    path = save(sd, tmp_path / "dead.safetensors")
+    out = tmp_path / "o"
+    assert _run(path, out, "--method", method, "--order", "4") == EXIT_OK
+    rep = json.loads((out / "report.json").read_text())
+    assert any("s4_layers.0. unit 1" in n and "modal truncation" in n for n in rep["notes"])
+    new, _ = read_safetensors(out / "dead_compressed.safetensors")
+    assert np.all(new["s4_layers.0.kernel.C"][1] == 0)  # still dead: exact
+
+
+def test_unit_circle_mode_is_reported_by_name(tmp_path, capsys):
+    sd = s4d_sd(np.random.default_rng(3), H=3, M=(6, 5))
+    la = sd["s4_layers.1.kernel.log_A_real"].copy()
+    la[2, 0] = -np.inf
+    sd["s4_layers.1.kernel.log_A_real"] = la
+    path = save(sd, tmp_path / "marginal.safetensors")
+    assert _run(path, tmp_path / "o", "--method", "bt", "--order", "4") != EXIT_OK
+    err = capsys.readouterr().err
+    assert "s4_layers.1. unit 2" in err and err.count("\n") == 1

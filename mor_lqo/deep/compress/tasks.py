@@ -97,14 +97,32 @@ def _reduce_task_impl(task: dict) -> dict:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 for j, hm in enumerate(sub):
-                    sys_ = hm.system(dt=dts[todo[j]])
-                    kw = {"multistart": False} if method in ("h2", "bound") else {}
-                    rom = fn(sys_, r, **kw)
-                    red.append(_rom_to_modes(rom, hm, kappa, sign, rank, L, notes))
+                    where = f"{task.get('block', '')} unit {int(task['chunk'][todo[j]])}" if "chunk" in task else ""
+                    red.append(_reduce_unit(fn, method, hm, dts[todo[j]], r, (kappa, sign, rank, L), notes, where))
         for i, hm in zip(todo, red):
             out[i] = hm
     errs = _unit_errors(modes, out, dts, L)
     return {"modes": out, "notes": sorted(set(notes)), "seconds": time.perf_counter() - t0, **errs}
+
+
+def _reduce_unit(fn, method: str, hm, dt: float, r: int, layout: tuple, notes: list[str], where: str):
+    """Reduce one unit with a dense reducer; degenerate units are handled here, not by aborting the model.
+
+    A unit whose Hankel singular values vanish beyond a rank below ``r`` (a dead channel with C = 0 or
+    B = 0 has none at all) needs fewer than ``r`` states: it is reduced by exact modal truncation and a
+    note names it. Any other reducer error is re-raised with the block and unit named.
+    """
+    kappa, sign, rank, L = layout
+    kw = {"multistart": False} if method in ("h2", "bound") else {}
+    try:
+        rom = fn(hm.system(dt=dt), r, **kw)
+    except OrderError:
+        notes.append(f"{where}: fewer than {r} significant states (zero Hankel singular values); exact modal "
+                     "truncation used")
+        return modal_reducer(hm, r, L)
+    except MorLqoError as exc:
+        raise type(exc)(f"{where}: {exc}") from exc
+    return _rom_to_modes(rom, hm, kappa, sign, rank, L, notes)
 
 
 def _mimo_h2(hm: HalfModes, r: int, dt: float, score, kappa, sign, rank, L, opts, notes) -> HalfModes:
