@@ -25,25 +25,35 @@ def nonnormal(seed: int, scale: float):
     return A, rng.standard_normal((N, 1)), rng.standard_normal((1, N))
 
 
-def reference_hsv(A, B, C, dps: int = 60) -> np.ndarray:
+def _kron_operator(Am, n: int, discrete: bool):
+    """mpmath matrix of X -> Am X + X Am^T (continuous) or Am X Am^T - X (discrete) on column-major vec X."""
+    K = -mpmath.eye(n * n) if discrete else mpmath.zeros(n * n, n * n)
+    for a in range(n):
+        for b in range(n):
+            for c in range(n):
+                if discrete:
+                    for d in range(n):
+                        K[a + b * n, c + d * n] += Am[a, c] * Am[b, d]
+                else:
+                    K[a + b * n, c + b * n] += Am[a, c]
+                    K[a + b * n, a + c * n] += Am[b, c]
+    return K
+
+
+def reference_hsv(A, B, C, discrete: bool = False, dps: int = 60) -> np.ndarray:
+    """sqrt(eig(PQ)), both Gramians solved in mpmath at ``dps`` digits through the Kronecker form of the
+    Lyapunov (continuous) or Stein (discrete) equations."""
     with mpmath.workdps(dps):
         n = A.shape[0]
 
-        def lyap(Am, rhs):  # Am X + X Am^T + rhs = 0 via (I (x) Am + Am (x) I) vec X = -vec rhs
-            K = mpmath.zeros(n * n, n * n)
-            # column-major vec: vec(Am X) = (I kron Am) vec X, vec(X Am^T) = (Am kron I) vec X
-            for a in range(n):
-                for b in range(n):
-                    row = a + b * n
-                    for c in range(n):
-                        K[row, c + b * n] += Am[a, c]
-                        K[row, a + c * n] += Am[b, c]
-            v = mpmath.lu_solve(K, mpmath.matrix([-rhs[a, b] for b in range(n) for a in range(n)]))
+        def gramian(Am, rhs):
+            v = mpmath.lu_solve(_kron_operator(Am, n, discrete),
+                                mpmath.matrix([-rhs[a, b] for b in range(n) for a in range(n)]))
             return mpmath.matrix([[v[a + b * n] for b in range(n)] for a in range(n)])
 
         Am = mpmath.matrix(A.tolist())
-        P = lyap(Am, mpmath.matrix((B @ B.T).tolist()))
-        Q = lyap(Am.T, mpmath.matrix((C.T @ C).tolist()))
+        P = gramian(Am, mpmath.matrix((B @ B.T).tolist()))
+        Q = gramian(Am.T, mpmath.matrix((C.T @ C).tolist()))
         ev = mpmath.eig(P * Q, left=False, right=False)
         return np.sort([float(mpmath.sqrt(abs(mpmath.re(e)))) for e in ev])[::-1]
 
@@ -92,34 +102,12 @@ def test_hsv_and_bound_of_nonnormal_systems_100(seed, scale):
     _check(seed, scale)
 
 
-def reference_hsv_discrete(A, B, C, dps: int = 60) -> np.ndarray:
-    """sqrt(eig(PQ)) with A P A^T - P + BB^T = 0, A^T Q A - Q + C^T C = 0 solved in mpmath (Kronecker)."""
-    with mpmath.workdps(dps):
-        n = A.shape[0]
-
-        def stein(Am, rhs):  # vec(Am X Am^T) = (Am kron Am) vec X (column-major)
-            K = -mpmath.eye(n * n)
-            for a in range(n):
-                for b in range(n):
-                    for c in range(n):
-                        for d in range(n):
-                            K[a + b * n, c + d * n] += Am[a, c] * Am[b, d]
-            v = mpmath.lu_solve(K, mpmath.matrix([-rhs[a, b] for b in range(n) for a in range(n)]))
-            return mpmath.matrix([[v[a + b * n] for b in range(n)] for a in range(n)])
-
-        Am = mpmath.matrix(A.tolist())
-        P = stein(Am, mpmath.matrix((B @ B.T).tolist()))
-        Q = stein(Am.T, mpmath.matrix((C.T @ C).tolist()))
-        ev = mpmath.eig(P * Q, left=False, right=False)
-        return np.sort([float(mpmath.sqrt(abs(mpmath.re(e)))) for e in ev])[::-1]
-
-
 @pytest.mark.parametrize("seed", range(4))
 def test_discrete_hsv_of_nonnormal_systems(seed):
     rng = np.random.default_rng(100 + seed)
     A = np.triu(rng.standard_normal((N, N)), 1) * 30 + np.diag(rng.uniform(-0.95, 0.95, N))
     B, C = rng.standard_normal((N, 2)), rng.standard_normal((2, N))
-    ref = reference_hsv_discrete(A, B, C)
+    ref = reference_hsv(A, B, C, discrete=True)
     sys = ml.LQOSystem(A, B, C, dt=1.0, convention="standard")
     np.testing.assert_allclose(ml.hankel_singular_values(sys), ref, rtol=0, atol=1e-10 * ref[0])
 
