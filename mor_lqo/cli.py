@@ -691,8 +691,8 @@ def _run(args) -> int:
         msg, code = str(exc), EXIT_LAYOUT
     except MorLqoError as exc:
         msg, code = str(exc), EXIT_ERROR
-    except MemoryError:
-        msg, code = "out of memory (reduce --length, --calibration or the data size)", EXIT_MEMORY
+    except MemoryError as exc:
+        msg, code = str(exc) or "out of memory (reduce --length, --calibration or the data size)", EXIT_MEMORY
     except OSError as exc:
         if isinstance(exc, BrokenPipeError):  # output piped into head & co.
             try:

@@ -214,12 +214,44 @@ def test_dead_channel_is_handled_per_channel(tmp_path, method, capsys):
     assert np.all(new["s4_layers.0.kernel.C"][1] == 0)  # still dead: exact
 
 
-def test_unit_circle_mode_is_reported_by_name(tmp_path, capsys):
+@pytest.mark.parametrize("method", ["bt", "modal", "h2"])
+def test_unit_circle_mode_is_kept_exactly(tmp_path, method):
     sd = s4d_sd(np.random.default_rng(3), H=3, M=(6, 5))
     la = sd["s4_layers.1.kernel.log_A_real"].copy()
-    la[2, 0] = -np.inf
+    la[2, 0] = -np.inf  # Re(a) = -exp(-inf) = 0: channel 2 of layer 1 has a mode on the unit circle
+    sd["s4_layers.1.kernel.log_A_real"] = la
+    path = save(sd, tmp_path / "marginal.safetensors")
+    out = tmp_path / "o"
+    assert _run(path, out, "--method", method, "--order", "4", "--length", "32") == EXIT_OK
+    rep = json.loads((out / "report.json").read_text())
+    if method == "bt":
+        assert any("s4_layers.1. unit 2" in n and "unit circle kept exactly" in n for n in rep["notes"])
+    lay = {x["name"]: x for x in rep["layers"]}["s4_layers.1."]
+    assert lay["stored_after"] <= 2 and lay["h2_error_L"] is not None and np.isfinite(lay["h2_error_L"])
+    new, _ = read_safetensors(out / "marginal_compressed.safetensors")
+    from mor_lqo.adapters import extract
+
+    (_, b1) = extract(new)
+    lam = b1.units[2].modes.lam
+    assert np.max(np.abs(lam)) >= 1 - 1e-6  # the unit-circle mode survived the reduction (float32 storage)
+
+
+def test_unit_circle_mode_too_many_for_the_order_is_named(tmp_path, capsys):
+    sd = s4d_sd(np.random.default_rng(3), H=3, M=(6, 5))
+    la = sd["s4_layers.1.kernel.log_A_real"].copy()
+    la[2, :2] = -np.inf
     sd["s4_layers.1.kernel.log_A_real"] = la
     path = save(sd, tmp_path / "marginal.safetensors")
     assert _run(path, tmp_path / "o", "--method", "bt", "--order", "4") != EXIT_OK
     err = capsys.readouterr().err
-    assert "s4_layers.1. unit 2" in err and err.count("\n") == 1
+    assert "s4_layers.1. unit 2" in err and "unit circle" in err and err.count("\n") == 1
+
+
+def test_data_weights_too_large_are_refused_before_allocation(monkeypatch):
+    from mor_lqo.deep.compress import compress
+
+    monkeypatch.setattr("mor_lqo._files.available_memory", lambda: 32 << 20)  # pretend 32 MiB are free
+    sd = s4d_sd(np.random.default_rng(3), H=4, M=(6,))
+    x = np.random.default_rng(0).standard_normal((2, 512)).astype(np.float32)  # 3*8*4*512^2 B = 24 MiB > 16
+    with pytest.raises(MemoryError, match="sequence length 512 need about 24 MiB"):
+        compress(sd, method="h2", order=4, inputs=x, progress=False)

@@ -95,7 +95,8 @@ def write_back(block: Block, modes: list[HalfModes], n_stored: int | None = None
         ref = np.where(idx >= 0, u.meta["A"][np.maximum(idx, 0)], np.nan)
         A, _ = inv_disc(hm.lam, dt, "zoh", A_ref=ref)
         k = hm.n
-        lar[h, :k] = np.log(-A.real)
+        with np.errstate(divide="ignore"):  # a kept unit-circle mode (Re A = 0 to rounding): -inf, as stored
+            lar[h, :k] = np.log(np.maximum(-A.real, 0.0))
         aim[h, :k] = A.imag
         C[h, :k] = hm.C[0] * hm.B[:, 0] * A / (hm.lam - 1)  # module: C (mu - 1)/A = C_s B_s
         # inert padding: A = -1 (log_A_real = 0, A_imag = 0), C = 0

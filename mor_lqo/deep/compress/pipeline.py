@@ -118,6 +118,7 @@ def calibrate(method: str, net: Network, rho: float) -> tuple[dict[str, np.ndarr
     scores: dict[str, list] = {}
     if net.x_cal is None or method not in ("h2", "modal", "bound"):
         return weights, scores
+    _check_weight_memory(net, method)
     _, trace = net.ref.forward(net.x_cal, return_layer_inputs=True)
     for i, (b, tr) in enumerate(zip(net.blocks, trace)):
         if isinstance(net.ref, S4DModel) and method != "bound":
@@ -125,6 +126,21 @@ def calibrate(method: str, net: Network, rho: float) -> tuple[dict[str, np.ndarr
         elif isinstance(net.ref, LQOModel):
             scores[b.name] = [lqo_mode_scores(net.ref, i, tr["input"])]
     return weights, scores
+
+
+def _check_weight_memory(net: Network, method: str) -> None:
+    """Refuse, before allocating, lag covariances (H, L, L) per block that cannot fit in memory."""
+    from ..._files import _format_bytes, available_memory
+
+    if not isinstance(net.ref, S4DModel) or method == "bound":
+        return
+    L = int(net.x_cal.shape[1])
+    need = max(3 * 8 * len(b.units) * L * L for b in net.lti)  # W, its eigenvectors, the square root
+    avail = available_memory()
+    if avail is not None and need > avail // 2:
+        raise MemoryError(f"the data weights of sequence length {L} need about {_format_bytes(need)} per layer, "
+                          f"more than half of the {_format_bytes(avail)} available; use shorter calibration "
+                          "sequences or method='bt'/'modal' without data")
 
 
 def reduce_blocks(method: str, net: Network, plan: OrderPlan, weights, scores, executor, progress: bool,

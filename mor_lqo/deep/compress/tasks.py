@@ -17,7 +17,15 @@ from ...errors import MorLqoError, OrderError
 from ..executor import as_executor, available_cores, make_executor
 from .finite_horizon import fit_finite_horizon
 from .quadratic_fit import _rom_to_modes, refit_readout
-from .unit_modes import _is_siso_batch, _select_by_score, _siso_arrays, _siso_kernels, _unit_errors
+from .unit_modes import (
+    _is_siso_batch,
+    _select_by_score,
+    _siso_arrays,
+    _siso_kernels,
+    _unit_errors,
+    join_modes,
+    marginal_modes,
+)
 from .weights import _weighted_mode_scores
 
 
@@ -113,6 +121,16 @@ def _reduce_unit(fn, method: str, hm, dt: float, r: int, layout: tuple, notes: l
     note names it. Any other reducer error is re-raised with the block and unit named.
     """
     kappa, sign, rank, L = layout
+    marg = marginal_modes(hm)
+    if marg.size and hm.M is None:  # modes on the unit circle: kept exactly, the stable rest reduced
+        rest = hm.select(np.setdiff1d(np.arange(hm.n), marg))
+        r_rest = r - 2 * marg.size
+        if r_rest < 2 or rest.n == 0:
+            raise OrderError(f"{where}: {marg.size} mode(s) on the unit circle need order {2 * marg.size + 2} "
+                             f"or more (asked {r}); they cannot be reduced in the h2 norm")
+        notes.append(f"{where}: {marg.size} mode(s) on the unit circle kept exactly; the stable part reduced "
+                     f"to order {r_rest}")
+        return join_modes(hm.select(marg), _reduce_unit(fn, method, rest, dt, r_rest, layout, notes, where))
     kw = {"multistart": False} if method in ("h2", "bound") else {}
     try:
         rom = fn(hm.system(dt=dt), r, **kw)

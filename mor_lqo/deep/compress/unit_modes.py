@@ -49,6 +49,36 @@ def _select_by_score(hm: HalfModes, r: int, score: np.ndarray) -> HalfModes:
     return hm.select(keep)
 
 
+MARGINAL = 8 * np.finfo(float).eps  # |lambda| >= 1 - MARGINAL: on the unit circle to working precision
+
+
+def marginal_modes(hm: HalfModes) -> np.ndarray:
+    """Indices of the stored modes on the unit circle to working precision (infinite h2 norm)."""
+    return np.flatnonzero(np.abs(hm.lam) >= 1.0 - MARGINAL)
+
+
+def join_modes(a: HalfModes, b: HalfModes) -> HalfModes:
+    """The stored modes of ``a`` followed by those of ``b`` (same D, kappa; no quadratic outputs)."""
+    return replace(a, lam=np.concatenate([a.lam, b.lam]), B=np.vstack([a.B, b.B]), C=np.hstack([a.C, b.C]))
+
+
+def _stable_parts(f: HalfModes, r: HalfModes) -> tuple[HalfModes, HalfModes] | None:
+    """Both units without their common marginal modes (kept exactly, they cancel in the error), or None
+    if the reduced unit does not keep them exactly (infinite error)."""
+    mf, mr = marginal_modes(f), marginal_modes(r)
+    if mf.size == 0 and mr.size == 0:
+        return f, r
+    a, b = f.select(mf), r.select(mr)
+    order_a, order_b = np.lexsort((a.lam.imag, a.lam.real)), np.lexsort((b.lam.imag, b.lam.real))
+    same = (a.n == b.n and np.array_equal(a.lam[order_a], b.lam[order_b]) and f.M is None and r.M is None
+            and np.array_equal(a.B[order_a], b.B[order_b]) and np.array_equal(a.C[:, order_a], b.C[:, order_b]))
+    if not same:
+        return None
+    keep_f = np.setdiff1d(np.arange(f.n), mf)
+    keep_r = np.setdiff1d(np.arange(r.n), mr)
+    return f.select(keep_f), r.select(keep_r)
+
+
 def _unit_errors(full: Sequence[HalfModes], red: Sequence[HalfModes], dts, L: int | None) -> dict:
     """Per-unit h2 errors (infinite horizon; finite horizon L if given) and norms of the real maps."""
     from ...kernels.cauchy import cauchy_inner, cauchy_norm2
@@ -71,16 +101,17 @@ def _unit_errors(full: Sequence[HalfModes], red: Sequence[HalfModes], dts, L: in
                 B[i, :k, 0], B[i, n : n + k, 0] = hm.B[:, 0], hm.B[:, 0].conj()
                 C[i, 0, :k], C[i, 0, n : n + k] = hm.kappa / 2 * hm.C[0], hm.kappa / 2 * hm.C[0].conj()
             return lam, B, C
-        stable = all(np.all(np.abs(hm.lam) < 1) for hm in list(full) + list(red))
-        if stable:
-            lf, Bf, Cf = closed(full)
-            lr, Br, Cr = closed(red)
+        parts = [_stable_parts(f_, r_) for f_, r_ in zip(full, red)]
+        if all(pr is not None and pr[0].n and pr[1].n for pr in parts):
+            lf, Bf, Cf = closed([pr[0] for pr in parts])
+            lr, Br, Cr = closed([pr[1] for pr in parts])
             nf = np.asarray(cauchy_norm2(lf, Bf, Cf, True), float)
             nr = np.asarray(cauchy_norm2(lr, Br, Cr, True), float)
             ip = np.real(np.asarray(cauchy_inner(lf, Bf, Cf, lr, Br, Cr, True)))
             e_inf = np.sqrt(np.maximum(nf + nr - 2 * ip, 0.0))
             n_inf = np.sqrt(nf)
             e_inf[[i for i in range(N) if full[i] is red[i]]] = 0.0  # unchanged units: exactly 0
+            n_inf[[i for i in range(N) if marginal_modes(full[i]).size]] = np.inf  # kept unit-circle modes
         if L is not None:
             kf = _siso_kernels(full, L)
             kr = _siso_kernels(red, L)
