@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_output", "available_memory", "read_npz_checked", "staged_output_dir", "check_output_dir",
-           "OutputExistsError"]
+__all__ = ["atomic_output", "available_memory", "format_bytes", "read_npz_checked", "staged_output_dir",
+           "check_output_dir", "OutputExistsError"]
 
 
 def _umask() -> int:
@@ -69,7 +69,8 @@ def available_memory() -> int | None:
     return None
 
 
-def _format_bytes(n: float) -> str:
+def format_bytes(n: float) -> str:
+    """``n`` bytes in B, KiB, MiB, GiB or TiB with three significant digits."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
             return f"{n:.3g} {unit}"
@@ -118,11 +119,11 @@ def read_npz_checked(path: Path, names: tuple[str, ...], max_bytes: int = DEFAUL
                     if nbytes != info.file_size - fh.tell():
                         raise DataFileError(
                             f"{path}: member {name!r} declares shape {shape} of {dtype} "
-                            f"({_format_bytes(nbytes)}) but holds {_format_bytes(info.file_size - fh.tell())}")
+                            f"({format_bytes(nbytes)}) but holds {format_bytes(info.file_size - fh.tell())}")
                     if nbytes > limit:
                         raise DataFileError(
-                            f"{path}: member {name!r} needs {_format_bytes(nbytes)} of memory, over the limit of "
-                            f"{_format_bytes(limit)} (min of the cap and half the available memory)")
+                            f"{path}: member {name!r} needs {format_bytes(nbytes)} of memory, over the limit of "
+                            f"{format_bytes(limit)} (min of the cap and half the available memory)")
                 with zf.open(info) as fh:  # sizes checked: now read it for real
                     out[name] = np.lib.format.read_array(fh, allow_pickle=False)
     except DataFileError:

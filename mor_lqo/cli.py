@@ -38,7 +38,16 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from ._files import DEFAULT_MAX_ARRAY_BYTES, OutputExistsError, atomic_output, read_npz_checked, staged_output_dir
+from ._files import (
+    DEFAULT_MAX_ARRAY_BYTES,
+    OutputExistsError,
+    atomic_output,
+    available_memory,
+    check_output_dir,
+    format_bytes,
+    read_npz_checked,
+    staged_output_dir,
+)
 from .errors import CheckpointError, DataFileError, LayoutError, MorLqoError, OrderError
 
 __all__ = ["main", "build_parser"]
@@ -221,21 +230,18 @@ FIT_BYTES_PER_LAG = 16 * 640  # complex candidate basis of the finite-horizon fi
 
 def _check_length_memory(L: int) -> None:
     """Refuse a sequence length whose finite-horizon fit cannot fit in memory, before allocating it."""
-    from ._files import _format_bytes, available_memory
     from .deep.executor import available_cores
 
     avail = available_memory()
     need = FIT_BYTES_PER_LAG * L * max(1, available_cores())
     if avail is not None and need > avail // 2:
         most = avail // 2 // (FIT_BYTES_PER_LAG * max(1, available_cores()))
-        raise CLIError(f"--length {L} needs about {_format_bytes(need)} for the finite-horizon fit, more than half "
-                       f"of the {_format_bytes(avail)} available; use --length {most} or less", EXIT_MEMORY)
+        raise CLIError(f"--length {L} needs about {format_bytes(need)} for the finite-horizon fit, more than half "
+                       f"of the {format_bytes(avail)} available; use --length {most} or less", EXIT_MEMORY)
 
 
 def _check_out(out_dir: Path, force: bool) -> None:
     """Refuse an unusable ``--out`` before any work is done."""
-    from ._files import check_output_dir
-
     if out_dir.exists() and not out_dir.is_dir():
         raise CLIError(f"--out {out_dir} exists and is not a directory", EXIT_USAGE)
     try:

@@ -130,7 +130,7 @@ def calibrate(method: str, net: Network, rho: float) -> tuple[dict[str, np.ndarr
 
 def _check_weight_memory(net: Network, method: str) -> None:
     """Refuse, before allocating, lag covariances (H, L, L) per block that cannot fit in memory."""
-    from ..._files import _format_bytes, available_memory
+    from ..._files import available_memory, format_bytes
 
     if not isinstance(net.ref, S4DModel) or method == "bound":
         return
@@ -138,8 +138,8 @@ def _check_weight_memory(net: Network, method: str) -> None:
     need = max(3 * 8 * len(b.units) * L * L for b in net.lti)  # W, its eigenvectors, the square root
     avail = available_memory()
     if avail is not None and need > avail // 2:
-        raise MemoryError(f"the data weights of sequence length {L} need about {_format_bytes(need)} per layer, "
-                          f"more than half of the {_format_bytes(avail)} available; use shorter calibration "
+        raise MemoryError(f"the data weights of sequence length {L} need about {format_bytes(need)} per layer, "
+                          f"more than half of the {format_bytes(avail)} available; use shorter calibration "
                           "sequences or method='bt'/'modal' without data")
 
 
