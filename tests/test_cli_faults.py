@@ -247,11 +247,11 @@ def test_unit_circle_mode_too_many_for_the_order_is_named(tmp_path, capsys):
     assert "s4_layers.1. unit 2" in err and "unit circle" in err and err.count("\n") == 1
 
 
-def test_data_weights_too_large_are_refused_before_allocation(monkeypatch):
+def test_calibration_too_large_is_refused_before_allocation(monkeypatch):
     from mor_lqo.deep.compress import compress
 
     monkeypatch.setattr("mor_lqo._files.available_memory", lambda: 32 << 20)  # pretend 32 MiB are free
     sd = s4d_sd(np.random.default_rng(3), H=4, M=(6,))
     x = np.random.default_rng(0).standard_normal((2, 512)).astype(np.float32)  # 3*8*4*512^2 B = 24 MiB > 16
-    with pytest.raises(MemoryError, match="sequence length 512 need about 24 MiB"):
+    with pytest.raises(MemoryError, match=r"2 sequences of length 512 needs about 24\.\d MiB .*data weights 24 MiB"):
         compress(sd, method="h2", order=4, inputs=x, progress=False)

@@ -118,7 +118,7 @@ def calibrate(method: str, net: Network, rho: float) -> tuple[dict[str, np.ndarr
     scores: dict[str, list] = {}
     if net.x_cal is None or method not in ("h2", "modal", "bound"):
         return weights, scores
-    _check_weight_memory(net, method)
+    _check_calibration_memory(net, method)
     _, trace = net.ref.forward(net.x_cal, return_layer_inputs=True)
     for i, (b, tr) in enumerate(zip(net.blocks, trace)):
         if isinstance(net.ref, S4DModel) and method != "bound":
@@ -128,19 +128,26 @@ def calibrate(method: str, net: Network, rho: float) -> tuple[dict[str, np.ndarr
     return weights, scores
 
 
-def _check_weight_memory(net: Network, method: str) -> None:
-    """Refuse, before allocating, lag covariances (H, L, L) per block that cannot fit in memory."""
+def _check_calibration_memory(net: Network, method: str) -> None:
+    """Refuse, before allocating, a calibration pass that cannot fit in memory.
+
+    The recorded forward pass keeps, per layer, the block input, SSM output and layer output
+    (batch, L, H) in float64 plus FFT temporaries; per-channel data weights need three (H, L, L) arrays per
+    layer (the lag covariance, its eigenvectors and its square root).
+    """
     from ..._files import available_memory, format_bytes
 
-    if not isinstance(net.ref, S4DModel) or method == "bound":
-        return
-    L = int(net.x_cal.shape[1])
-    need = max(3 * 8 * len(b.units) * L * L for b in net.lti)  # W, its eigenvectors, the square root
+    B, L = int(net.x_cal.shape[0]), int(net.x_cal.shape[1])
+    H = max(b.m for b in net.lti)
+    forward = 8 * B * L * H * (3 * len(net.blocks) + 6)
+    weights = (max(3 * 8 * len(b.units) * L * L for b in net.lti)
+               if isinstance(net.ref, S4DModel) and method != "bound" else 0)
     avail = available_memory()
-    if avail is not None and need > avail // 2:
-        raise MemoryError(f"the data weights of sequence length {L} need about {format_bytes(need)} per layer, "
-                          f"more than half of the {format_bytes(avail)} available; use shorter calibration "
-                          "sequences or method='bt'/'modal' without data")
+    if avail is not None and forward + weights > avail // 2:
+        raise MemoryError(f"calibration with {B} sequences of length {L} needs about "
+                          f"{format_bytes(forward + weights)} (forward pass {format_bytes(forward)}, data weights "
+                          f"{format_bytes(weights)}), more than half of the {format_bytes(avail)} available; use "
+                          "fewer or shorter calibration sequences")
 
 
 def reduce_blocks(method: str, net: Network, plan: OrderPlan, weights, scores, executor, progress: bool,
