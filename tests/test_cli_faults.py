@@ -140,7 +140,9 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
-def test_sigterm_stops_workers_and_leaves_no_files(tmp_path):
+@pytest.mark.parametrize("sig,code,word", [(signal.SIGTERM, EXIT_SIGTERM, "terminated"),
+                                           (signal.SIGINT, 130, "interrupted")])
+def test_signal_stops_workers_and_leaves_no_files(tmp_path, sig, code, word):
     out = tmp_path / "out"
     proc = _cli("--method", "h2", "--executor", "process", "--out", out, "--no-progress", "--no-plot")
     deadline = time.monotonic() + 120
@@ -154,11 +156,11 @@ def test_sigterm_stops_workers_and_leaves_no_files(tmp_path):
         proc.kill()
         pytest.fail(f"no worker processes appeared (rc {proc.poll()}): {proc.communicate()[1][-2000:]}")
     time.sleep(0.3)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     rc = proc.wait(timeout=120)
     err = proc.stderr.read()
-    assert rc == EXIT_SIGTERM, err[-2000:]
-    assert "terminated" in err and "Traceback" not in err
+    assert rc == code, err[-2000:]
+    assert word in err and "Traceback" not in err
     t_end = time.monotonic() + 30
     while time.monotonic() < t_end and any(_alive(k) for k in kids):
         time.sleep(0.1)
