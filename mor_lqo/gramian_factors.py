@@ -9,14 +9,16 @@ triangular factor :math:`U` with :math:`P = U^T U` from the Schur form of :math:
 
 :func:`gramian_factors` returns :math:`Z_P, Z_Q` with :math:`P = Z_P Z_P^H`, :math:`Q = Z_Q Z_Q^H`:
 
-* real dense systems: Hammarling's method (SLICOT ``SB03OD``, continuous Lyapunov and discrete Stein
-  equations); for LQO systems the quadratic term of the observability Gramian is a PSD right-hand side
-  with the factor :math:`K = [C;\ Z_P^T M_1;\ \dots;\ Z_P^T M_p]`, since
+* strongly non-normal real dense systems: Hammarling's method (SLICOT ``SB03OD``, continuous Lyapunov
+  and discrete Stein equations); for LQO systems the quadratic term of the observability Gramian is a
+  PSD right-hand side with the factor :math:`K = [C;\ Z_P^T M_1;\ \dots;\ Z_P^T M_p]`, since
   :math:`M_j P M_j = (Z_P^T M_j)^T (Z_P^T M_j)` for symmetric :math:`M_j`;
-* complex or diagonal systems: pivoted-Cholesky factors of the dense (diagonal: closed-form Cauchy)
-  Gramians (:func:`mor_lqo.reduction.balanced.gramian_factor`). Diagonal systems are normal, where
-  that route is accurate; for complex *non-normal* dense systems the accuracy of the formed Gramians
-  remains the limit (documented in docs/numerics.md).
+* strongly non-normal complex dense LTI systems: the same through the real representation
+  :math:`R(X) = [[\mathrm{Re}\,X, -\mathrm{Im}\,X], [\mathrm{Im}\,X, \mathrm{Re}\,X]]`, whose Gramians
+  are :math:`R(P)`, :math:`R(Q)`; a complex factor of :math:`P` is read off the real one;
+* diagonal systems (normal, where the formed route is accurate) and complex LQO systems:
+  pivoted-Cholesky factors of the formed (diagonal: closed-form Cauchy) Gramians
+  (:func:`mor_lqo.reduction.balanced.gramian_factor`).
 """
 
 from __future__ import annotations
@@ -60,8 +62,9 @@ def hammarling_factor(A: np.ndarray, K: np.ndarray, discrete: bool) -> np.ndarra
 NONNORMALITY_LIMIT = 1e6  # ||P|| ||Q|| / sigma_1^2 above which formed Gramians lose the HSVs' accuracy
 
 
-def _real_dense(sys: LQOSystem) -> bool:
-    return not sys.is_complex and not sys.is_diagonal and sys.n > 0
+def _hammarling_applies(sys: LQOSystem) -> bool:
+    """Dense systems, real (LTI or LQO) or complex LTI (through the real representation)."""
+    return not sys.is_diagonal and sys.n > 0 and not (sys.is_complex and sys.M is not None)
 
 
 def _norm2_estimate(apply, dim: int, iters: int = 30) -> float:
@@ -95,10 +98,12 @@ def gramian_factors(sys: LQOSystem) -> tuple[np.ndarray, np.ndarray]:
     r"""Factors :math:`Z_P` (n, k_P), :math:`Z_Q` (n, k_Q) of the controllability and (LQO)
     observability Gramians: :math:`P = Z_P Z_P^H`, :math:`Q = Z_Q Z_Q^H` (cached on ``sys``).
 
-    First the fast route: pivoted-Cholesky factors of the formed Gramians. For a real dense system
-    whose non-normality estimate :func:`nonnormality` exceeds :data:`NONNORMALITY_LIMIT` the factors
-    are recomputed by Hammarling's method (:func:`hammarling_factor`), which keeps the Hankel singular
-    values accurate to ~1e-15 sigma_1 there (the formed route was off by up to 150 sigma_1).
+    First the fast route: pivoted-Cholesky factors of the formed Gramians. For a dense system (real, or
+    complex without quadratic outputs) whose non-normality estimate :func:`nonnormality` exceeds
+    :data:`NONNORMALITY_LIMIT` the factors are recomputed by Hammarling's method
+    (:func:`hammarling_factor`), which keeps the Hankel singular values accurate to ~1e-15 sigma_1 for
+    real systems (the formed route was off by up to 150 sigma_1) and to ~1e-6 sigma_1 for complex ones
+    (formed: ~1e-2 sigma_1).
     """
     check_stable(sys, "Gramian factors")
 
@@ -106,15 +111,34 @@ def gramian_factors(sys: LQOSystem) -> tuple[np.ndarray, np.ndarray]:
         from .reduction.balanced import gramian_factor
 
         ZP, ZQ = gramian_factor(controllability_gramian(sys)), gramian_factor(observability_gramian(sys))
-        if not _real_dense(sys) or nonnormality(ZP, ZQ) <= NONNORMALITY_LIMIT:
+        if not _hammarling_applies(sys) or nonnormality(ZP, ZQ) <= NONNORMALITY_LIMIT:
             return ZP, ZQ
         return _hammarling_factors(sys)
 
     return _memo(sys, "gramian_factors", compute)
 
 
+def _realification(X: np.ndarray) -> np.ndarray:
+    """Real representation [[Re X, -Im X], [Im X, Re X]] (an algebra homomorphism, R(X^H) = R(X)^T)."""
+    X = np.asarray(X)
+    return np.block([[X.real, -X.imag], [X.imag, X.real]])
+
+
 def _hammarling_factors(sys: LQOSystem) -> tuple[np.ndarray, np.ndarray]:
-    A, disc = np.asarray(sys.A, float), sys.is_discrete
+    """Hammarling factors of a dense system; complex LTI systems through their real representation.
+
+    For complex ``A`` the real system ``(R(A), R(B), R(C))`` has Gramians ``R(P)``, ``R(Q)``; from a
+    real factor ``Z_r`` (2n, k) of ``R(P)`` the complex ``W = (Z_r[:n] + i Z_r[n:]) / sqrt(2)`` satisfies
+    ``W W^H = P`` (block structure of ``R(P)``).
+    """
+    disc = sys.is_discrete
+    if sys.is_complex:
+        n = sys.n
+        Ar, Br, Cr = (_realification(X) for X in (sys.A, sys.B, sys.C))
+        ZPr = hammarling_factor(Ar.T, Br.T, disc).T
+        ZQr = hammarling_factor(Ar, Cr, disc).T
+        return ((ZPr[:n] + 1j * ZPr[n:]) / np.sqrt(2.0), (ZQr[:n] + 1j * ZQr[n:]) / np.sqrt(2.0))
+    A = np.asarray(sys.A, float)
     Up = hammarling_factor(A.T, np.asarray(sys.B, float).T, disc)  # P = Up^T Up
     K = np.asarray(sys.C, float)
     if sys.M is not None:

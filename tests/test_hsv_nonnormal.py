@@ -140,3 +140,43 @@ def test_current_convention_hsvs_are_those_of_the_state_hankel_operator():
     Z = ml.LQOSystem(np.zeros((1, 1)), np.ones((1, 1)), np.ones((1, 1)), dt=1.0)
     assert ml.hankel_singular_values(Z)[0] == pytest.approx(1.0, rel=1e-14)
     assert np.allclose(Z.to_control().C, 0.0)
+
+
+def reference_hsv_complex(A, B, C, dps: int = 60) -> np.ndarray:
+    """HSVs of a complex continuous system: A P + P A^H + BB^H = 0, A^H Q + Q A + C^H C = 0 in mpmath."""
+    with mpmath.workdps(dps):
+        n = A.shape[0]
+
+        def lyap(Am, rhs):  # vec(Am X + X Am^H) = (I kron Am + conj(Am) kron I) vec X (column-major)
+            K = mpmath.zeros(n * n, n * n)
+            for a in range(n):
+                for b in range(n):
+                    for c in range(n):
+                        K[a + b * n, c + b * n] += Am[a, c]
+                        K[a + b * n, a + c * n] += mpmath.conj(Am[b, c])
+            v = mpmath.lu_solve(K, mpmath.matrix([-rhs[a, b] for b in range(n) for a in range(n)]))
+            return mpmath.matrix([[v[a + b * n] for b in range(n)] for a in range(n)])
+
+        Am = mpmath.matrix(A.tolist())
+        P = lyap(Am, mpmath.matrix((B @ B.conj().T).tolist()))
+        Q = lyap(Am.H, mpmath.matrix((C.conj().T @ C).tolist()))
+        ev = mpmath.eig(P * Q, left=False, right=False)
+        return np.sort([float(mpmath.sqrt(abs(mpmath.re(e)))) for e in ev])[::-1]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_complex_nonnormal_systems(seed):
+    """Complex dense non-normal systems go through the real representation: measured 7e-8 ... 1.6e-6 sigma_1
+    on these (the formed Gramians: up to 1.2e-2 sigma_1). Short of the real case's 1e-15: the real
+    representation is a harder Lyapunov problem for Hammarling's method (documented miss)."""
+    rng = np.random.default_rng(200 + seed)
+    n = 5
+    U = np.triu(rng.standard_normal((n, n)) + 1j * rng.standard_normal((n, n)), 1) * 100
+    A = U + np.diag(-0.001 - rng.exponential(size=n) + 1j * rng.standard_normal(n))
+    B = rng.standard_normal((n, 1)) + 1j * rng.standard_normal((n, 1))
+    C = rng.standard_normal((1, n)) + 1j * rng.standard_normal((1, n))
+    ref = reference_hsv_complex(A, B, C)
+    sys = ml.LQOSystem(A, B, C)
+    np.testing.assert_allclose(ml.hankel_singular_values(sys), ref, rtol=0, atol=1e-5 * ref[0])
+    res = ml.balanced_truncation(sys, 2)
+    np.testing.assert_allclose(res.hsv, ref, rtol=0, atol=1e-5 * ref[0])
