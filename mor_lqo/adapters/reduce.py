@@ -254,7 +254,60 @@ def reduce_state_dict(state_dict, order, method="modal", arch: str = "auto", *,
     common = _common_stored(plans) if uniform else {}  # one d_state / state size for the whole model
     new_flat = dict(flat_orig)
     report = [_write_and_report(plan, method, common, flat_orig, flat_np, new_flat) for plan in plans]
-    return view.rebuild(new_flat), report
+    out, notes = _update_training_metadata(view.rebuild(new_flat), report)
+    for entry in report:
+        entry["checkpoint_notes"] = notes
+    return out, report
+
+
+TRAINING_STATE = ("optimizer_states", "lr_schedulers", "optimizer_state_dict", "scheduler_state_dict")
+HPARAM_KEYS = ("hyper_parameters", "hparams")
+
+
+def _update_training_metadata(ckpt, report: list[dict]):
+    """A training checkpoint (Lightning-style ``{"state_dict", "hyper_parameters", "optimizer_states", ...}``)
+    made consistent with the reduced shapes: optimizer/scheduler states dropped (they hold moments of the
+    old parameter shapes), and hyper-parameters named like a block's constructor hints (``d_state``,
+    ``state_width``, ...) set to the new sizes wherever they hold the old size. Returns (checkpoint, notes).
+    """
+    if not isinstance(ckpt, Mapping) or not any(k in ckpt for k in TRAINING_STATE + HPARAM_KEYS):
+        return ckpt, []
+    out = dict(ckpt)
+    notes = []
+    dropped = [k for k in TRAINING_STATE if k in out]
+    for k in dropped:
+        del out[k]
+    if dropped:
+        notes.append(f"dropped {', '.join(dropped)}: the optimizer state belongs to the old parameter shapes "
+                     "(resume with a fresh optimizer)")
+    hints: dict[str, set] = {}
+    for entry in report:
+        for name, value in (entry.get("build") or {}).items():
+            if isinstance(value, numbers.Integral):
+                hints.setdefault(name, set()).add(int(value))
+    for key in HPARAM_KEYS:
+        if isinstance(out.get(key), Mapping):
+            out[key], changed = _set_hparams(out[key], hints)
+            notes += [f"{key}: {c}" for c in changed]
+    return out, notes
+
+
+def _set_hparams(hp: Mapping, hints: dict[str, set], path: str = "") -> tuple[dict, list[str]]:
+    """Copy of ``hp`` with every integer entry named like a hint set to the hint's (single) new value."""
+    out, changed = dict(hp), []
+    for k, v in hp.items():
+        where = f"{path}{k}"
+        if isinstance(v, Mapping):
+            out[k], sub = _set_hparams(v, hints, where + ".")
+            changed += sub
+        elif k in hints and isinstance(v, numbers.Integral) and not isinstance(v, bool):
+            if len(hints[k]) == 1:
+                (new,) = hints[k]
+                out[k] = new
+                changed.append(f"{where} {v} -> {new}")
+            else:
+                changed.append(f"{where} left at {v}: the blocks now differ ({sorted(hints[k])})")
+    return out, changed
 
 
 def _block_orders(blocks, order):
