@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .gramian_factors import hammarling_factor
+from .gramian_factors import _realification, hammarling_factor
 from .systems import LQOSystem
 
 __all__ = ["h2_error_squared_factored", "MAX_FACTORED_ORDER"]
@@ -34,11 +34,6 @@ MAX_FACTORED_ORDER = 3000  # real order of the error system above which the refi
 
 def _dense(sys: LQOSystem) -> np.ndarray:
     return np.diag(sys.lam) if sys.is_diagonal else np.asarray(sys.A)
-
-
-def _real(X: np.ndarray) -> np.ndarray:
-    """Real representation of a complex matrix: [[Re X, -Im X], [Im X, Re X]]."""
-    return np.block([[X.real, -X.imag], [X.imag, X.real]])
 
 
 def h2_error_squared_factored(sys: LQOSystem, rom: LQOSystem) -> float | None:
@@ -59,7 +54,7 @@ def h2_error_squared_factored(sys: LQOSystem, rom: LQOSystem) -> float | None:
     Ce = np.hstack([sys.C, -rom.C])
     dD = np.asarray(sys.D) - np.asarray(rom.D)
     if complex_:
-        Ae, Be, Ce, dD = _real(Ae), _real(Be), _real(Ce), _real(dD)
+        Ae, Be, Ce, dD = (_realification(X) for X in (Ae, Be, Ce, dD))
     Ae, Be, Ce, dD = (np.asarray(X, float) for X in (Ae, Be, Ce, dD))
     Z = hammarling_factor(Ae.T, Be.T, sys.is_discrete).T  # P_e = Z Z^T
     if not sys.is_discrete:

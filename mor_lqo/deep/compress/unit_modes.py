@@ -11,6 +11,7 @@ import numpy as np
 
 from ...adapters.block import HalfModes
 from ...errors import MorLqoError
+from ...gramians import MARGINAL
 
 
 def _siso_arrays(modes: Sequence[HalfModes]):
@@ -49,11 +50,9 @@ def _select_by_score(hm: HalfModes, r: int, score: np.ndarray) -> HalfModes:
     return hm.select(keep)
 
 
-MARGINAL = 8 * np.finfo(float).eps  # |lambda| >= 1 - MARGINAL: on the unit circle to working precision
-
-
 def marginal_modes(hm: HalfModes) -> np.ndarray:
-    """Indices of the stored modes on the unit circle to working precision (infinite h2 norm)."""
+    """Indices of the stored modes on the unit circle to working precision (``|lambda| >= 1 - MARGINAL``,
+    the stability margin of :func:`mor_lqo.gramians.check_stable`): their h2 norm is infinite."""
     return np.flatnonzero(np.abs(hm.lam) >= 1.0 - MARGINAL)
 
 
