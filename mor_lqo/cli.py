@@ -684,6 +684,18 @@ def _os_error_message(exc: OSError) -> str:
     return f"{where}: {what}" if where else what
 
 
+def _os_error_code(exc: OSError, args) -> int:
+    """Exit 5 for errors writing the outputs (``--out``, its staging directory, the directory above),
+    exit 3 for errors reading an input file."""
+    out = getattr(args, "out", None)
+    if out is None or exc.filename is None:
+        return EXIT_OUTPUT if out is not None else EXIT_FILE
+    f, out_dir = Path(os.fsdecode(exc.filename)).absolute(), Path(out).absolute()
+    staging = f.name.startswith("." + out_dir.name + ".") or any(
+        p.name.startswith("." + out_dir.name + ".") for p in f.parents)
+    return EXIT_OUTPUT if staging or f == out_dir or out_dir in f.parents or f in out_dir.parents else EXIT_FILE
+
+
 def _run(args) -> int:
     """Run the command; map every foreseeable failure to (one-line message, exit code)."""
     name = args.command
@@ -706,7 +718,7 @@ def _run(args) -> int:
             except OSError:
                 pass
             return EXIT_OK
-        msg, code = _os_error_message(exc), EXIT_OUTPUT
+        msg, code = _os_error_message(exc), _os_error_code(exc, args)
     except KeyboardInterrupt:
         msg, code = "interrupted", EXIT_SIGINT
     except Terminated:

@@ -257,3 +257,18 @@ def test_calibration_too_large_is_refused_before_allocation(monkeypatch):
     x = np.random.default_rng(0).standard_normal((2, 512)).astype(np.float32)  # 3*8*4*512^2 B = 24 MiB > 16
     with pytest.raises(MemoryError, match=r"2 sequences of length 512 needs about 24\.\d MiB .*data weights 24 MiB"):
         compress(sd, method="h2", order=4, inputs=x, progress=False)
+
+
+def test_unreadable_input_is_a_file_error_not_an_output_error(ckpt, tmp_path, monkeypatch, capsys):
+    from mor_lqo.cli import EXIT_FILE
+
+    data = tmp_path / "data.npz"
+    np.savez(data, x=np.zeros((2, 12), np.float32))
+
+    def denied(path, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(cli, "read_npz_checked", denied)
+    assert _run(ckpt, tmp_path / "o", "--data", str(data)) == EXIT_FILE
+    err = capsys.readouterr().err
+    assert "permission denied" in err and str(data) in err and err.count("\n") == 1
