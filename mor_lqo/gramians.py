@@ -205,9 +205,10 @@ def hankel_singular_values(sys: LQOSystem) -> np.ndarray:
     :math:`Z_P^H Z_Q` with the factors of :func:`mor_lqo.gramian_factors.gramian_factors` (Hammarling
     factors for real dense systems, accurate also for strongly non-normal ``A``; docs/numerics.md).
     """
+    from ._validation import check_system
     from .gramian_factors import gramian_factors
 
-    ZP, ZQ = gramian_factors(sys)
+    ZP, ZQ = gramian_factors(check_system(sys))
     s = np.linalg.svd(ZP.conj().T @ ZQ, compute_uv=False)
     out = np.zeros(sys.n)
     out[: min(len(s), sys.n)] = s[: sys.n]

@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import NotASystemError, NumericalAccuracyError, RelativeErrorUndefinedError, ShapeError
+from .errors import InvalidArgumentError, NotASystemError, NumericalAccuracyError, RelativeErrorUndefinedError, ShapeError
 from .gramians import (
     _memo,
     check_stable,
@@ -212,6 +212,8 @@ def h2_error(sys: LQOSystem, rom: LQOSystem, relative: bool = False) -> float:
     from a factor of the error system's Gramian (:mod:`mor_lqo.error_factored`), resolving errors
     down to ~1e-15 ||S|| (docs/numerics.md).
     """
+    if not isinstance(relative, (bool, np.bool_)):
+        raise InvalidArgumentError(f"relative must be True or False, got {relative!r}")
     e = float(np.sqrt(h2_error_parts(sys, rom).total))
     if relative:
         nrm = h2_norm(sys)

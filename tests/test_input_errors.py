@@ -116,6 +116,14 @@ CASES = {
                          UnexpectedOptionError, "options"),
     "batch algorithm": (lambda: ml.reduce_batch(PAIRS, 2, method="bt", algorithm="x"),
                         UnknownMethodError, "algorithm"),
+    # reducers and norms given something that is not a system, or options of the wrong kind
+    "bt not a system": (lambda: ml.balanced_truncation("x", 2), NotASystemError, "LQOSystem"),
+    "hsv not a system": (lambda: ml.hankel_singular_values("x"), NotASystemError, "LQOSystem"),
+    "h2_gradient not a system": (lambda: ml.h2_gradient("x", 2), NotASystemError, "LQOSystem"),
+    "h2_gradient tol text": (lambda: ml.h2_gradient(S, 2, tol="a"), InvalidArgumentError, "tol"),
+    "h2_gradient maxiter negative": (lambda: ml.h2_gradient(S, 2, maxiter=-1), InvalidArgumentError, "maxiter"),
+    "h2_gradient init name": (lambda: ml.h2_gradient(S, 2, init="zz"), UnknownMethodError, "init"),
+    "h2_error relative text": (lambda: ml.h2_error(S, S, relative="x"), InvalidArgumentError, "relative"),
 }
 
 

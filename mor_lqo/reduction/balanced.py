@@ -32,7 +32,7 @@ import numpy as np
 import scipy.linalg as sla
 from scipy.linalg import lapack
 
-from .._validation import check_order
+from .._validation import check_order, check_system
 from ..errors import OrderError, UnstableSystemError
 from ..gramian_factors import gramian_factors
 from ..gramians import _memo, check_stable, controllability_gramian, observability_gramian
@@ -244,8 +244,7 @@ def balanced_truncation(sys: LQOSystem, r: int, *, return_projection: bool = Fal
       for LQO-BT (it is the BT of the auxiliary LTI system with :math:`C_{aug}^H C_{aug} = C^HC +
       \sum_j M_jPM_j`, docs/theory.md §7.2).
     """
-    if not isinstance(sys, LQOSystem):
-        raise TypeError(f"expected an LQOSystem, got {type(sys).__name__}")
+    check_system(sys)
     r = check_order(r, sys.order)
     with _single_threaded_blas(sys.order <= _SMALL):
         return _balanced_truncation(sys, r, return_projection)

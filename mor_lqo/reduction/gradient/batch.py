@@ -13,7 +13,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..._validation import as_float_or_complex, check_dt, check_order
-from ...errors import OrderError, ShapeError, UnstableSystemError
+from ...errors import InvalidArgumentError, OrderError, ShapeError, UnknownMethodError, UnstableSystemError
 from ._checks import _check_margin, _check_maxiter, _nonneg, _positive
 from ._threads import _blas_threads
 from .bfgs_batch import _bfgs_batch
@@ -227,7 +227,7 @@ def _batch_starts(init, lam, B, C, fa: _FullArrays, lay: _Layout, disc: bool) ->
     if not isinstance(init, str):
         return [_given_start(init, lam.shape[0], q, B.shape[2], C.shape[1], disc)]
     if init not in ("auto", "modal", "greedy"):
-        raise ValueError(f"init must be 'auto', 'modal', 'greedy' or a tuple (lam0, B0, C0), got {init!r}")
+        raise UnknownMethodError(f"init must be 'auto', 'modal', 'greedy' or a tuple (lam0, B0, C0), got {init!r}")
     starts = []
     if init in ("auto", "modal"):
         sc = _mode_scores(lam, B, C, None, disc, pairs=True)
@@ -243,7 +243,7 @@ def _given_start(init, N: int, q: int, m: int, p: int, disc: bool):
     try:
         lam0, B0, C0 = init
     except (TypeError, ValueError) as exc:
-        raise ValueError("init must be 'auto', 'modal', 'greedy' or a tuple (lam0, B0, C0)") from exc
+        raise InvalidArgumentError("init must be 'auto', 'modal', 'greedy' or a tuple (lam0, B0, C0)") from exc
     lam0 = as_float_or_complex(lam0, "lam0").astype(np.complex128)
     B0 = as_float_or_complex(B0, "B0").astype(np.complex128)
     C0 = as_float_or_complex(C0, "C0").astype(np.complex128)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ...errors import InvalidArgumentError
 from ...systems import LQOSystem
 from ._checks import _positive
 from .lbfgs import _lbfgs, _proj_grad_norm
@@ -38,7 +39,7 @@ def h2_gradient_joint(objectives: Sequence[H2Objective], inits: Sequence[LQOSyst
         ``objective`` (weighted sum), ``initial_objective``, ``converged``, ``iterations``, ``grad_norm``.
     """
     if len(objectives) != len(inits) or not objectives:
-        raise ValueError("give one initial model per objective (and at least one)")
+        raise InvalidArgumentError("give one initial model per objective (and at least one)")
     thetas = [o.pack(rom) for o, rom in zip(objectives, inits)]
     cuts = np.cumsum([0] + [t.size for t in thetas])
     bounds = [b for o in objectives for b in o.bounds]

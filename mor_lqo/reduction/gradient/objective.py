@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..._validation import check_order
-from ...errors import OrderError, ShapeError
+from ...errors import InvalidArgumentError, NotASystemError, OrderError, ShapeError, UnknownMethodError
 from ...norms import h2_norm_parts
 from ...systems import LQOSystem
 from ._checks import _check_margin, _check_system, _nonneg, _positive
@@ -74,14 +74,14 @@ class H2Objective:
                 f"real-output systems are reduced to conjugate pairs, so r must be even; got r = {r}"
             )
         if quadratic not in ("hermitian", "psd"):
-            raise ValueError(f"quadratic must be 'hermitian' or 'psd', got {quadratic!r}")
+            raise UnknownMethodError(f"quadratic must be 'hermitian' or 'psd', got {quadratic!r}")
         self.weight = _positive(weight, "weight")
         disc = sys.is_discrete
         margin = _check_margin(margin, disc)
         if sys.half is not None:
             kappa = sys.half[4]
             if scale is not None and float(scale) != kappa:
-                raise ValueError(f"scale={scale} differs from the conjugate-pair full model's scale {kappa}")
+                raise InvalidArgumentError(f"scale={scale} differs from the conjugate-pair full model's scale {kappa}")
         else:
             kappa = 2.0 if scale is None else _positive(scale, "scale")
         self.r = r
@@ -152,7 +152,7 @@ class H2Objective:
         of an indefinite :math:`\\hat M` are clipped. ``C^`` is dropped when it is projected.
         """
         if not isinstance(rom, LQOSystem):
-            raise TypeError(f"expected an LQOSystem, got {type(rom).__name__}")
+            raise NotASystemError(f"expected an LQOSystem, got {type(rom).__name__}")
         self.sys.compatible_with(rom)
         return self._theta_from_modes(_modes_of_rom(rom, self.layout))
 
@@ -161,7 +161,7 @@ class H2Objective:
         if th.shape != (self.size,):
             raise ShapeError(f"theta must have shape ({self.size},), got {th.shape}")
         if not np.all(np.isfinite(th)):
-            raise ValueError("theta contains NaN or infinite entries")
+            raise InvalidArgumentError("theta contains NaN or infinite entries")
         return th
 
     def modes(self, theta) -> _Modes:

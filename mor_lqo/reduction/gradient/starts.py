@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...errors import OrderError
+from ...errors import InvalidArgumentError, OrderError, UnknownMethodError
 from ...gramians import controllability_gramian, observability_gramian, psd_factor
 from ...norms import h2_error
 from ...systems import LQOSystem
@@ -105,14 +105,14 @@ def _init_candidates(sys, r, init, obj: H2Objective):
         sys.compatible_with(init)
         return [("given", _modes_of_rom(init, lay), h2_error(sys, init))], notes
     if not isinstance(init, str) or init not in ("auto", "modal", "greedy", "bt"):
-        raise ValueError(
+        raise UnknownMethodError(
             f"init must be 'auto', 'modal', 'greedy', 'bt', a ReductionResult or an LQOSystem, got {init!r}")
     if init in ("auto", "modal"):
         cands.append(("modal", _modal_modes(sys, lay), None))
     greedy_ok = (sys.is_diagonal and sys.M is None and obj._ev.fa is not None
                  and (sys.half is not None or lay.pairs is False))
     if init == "greedy" and not greedy_ok:
-        raise ValueError("init='greedy' needs a diagonal LTI full model (complex or conjugate pairs)")
+        raise InvalidArgumentError("init='greedy' needs a diagonal LTI full model (complex or conjugate pairs)")
     if init == "greedy" or (init == "auto" and greedy_ok and sys.order * lay.q <= 20000):
         g = _greedy_modes(sys, obj)
         def key(x):
