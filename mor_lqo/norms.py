@@ -23,7 +23,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import InvalidArgumentError, NotASystemError, NumericalAccuracyError, RelativeErrorUndefinedError, ShapeError
+from .errors import (
+    InvalidArgumentError,
+    NotASystemError,
+    NumericalAccuracyError,
+    RelativeErrorUndefinedError,
+    ShapeError,
+)
 from .gramians import (
     _memo,
     check_stable,
