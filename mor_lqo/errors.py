@@ -89,6 +89,17 @@ class LayoutError(MorLqoError, ValueError):
     """A checkpoint layout is unknown, partial or inconsistent."""
 
 
+class SettingsMismatchError(LayoutError):
+    """The system extracted with the given or detected settings (discretisation, dt transform, ...) does not
+    reproduce what the module itself computes: a setting is missing or wrong; the message names the block
+    and the settings used."""
+
+
+class CalibrationError(MorLqoError, ValueError):
+    """Calibration data that cannot be used: wrong type, shape, dtype or length, non-finite values, or a
+    network that never calls one of its SSM blocks on it."""
+
+
 class CheckpointError(MorLqoError, ValueError):
     """A checkpoint file is corrupt, truncated, unsafe to load, or would be overwritten."""
 
@@ -108,6 +119,8 @@ class ConvergenceWarning(UserWarning):
 
 __all__ = [
     "MorLqoError",
+    "SettingsMismatchError",
+    "CalibrationError",
     "ShapeError",
     "NonFiniteError",
     "DTypeError",

@@ -68,8 +68,8 @@ class CompressionResult:
 
 
 def compress(model_or_state_dict, method: str = DEFAULT_METHOD, ratio=None, order=None, budget=None, *,
-             arch: str = "auto", inputs=None, length: int | None = None, executor=None, progress: bool = True,
-             options: Mapping[str, Any] | None = None, **settings) -> CompressionResult:
+             arch: str = "auto", inputs=None, length: int | None = None, layer_inputs=None, executor=None,
+             progress: bool = True, options: Mapping[str, Any] | None = None, **settings) -> CompressionResult:
     r"""Reduce every SSM block of a Deep SSM and write the reduced systems back into its layout.
 
     Parameters
@@ -97,6 +97,11 @@ def compress(model_or_state_dict, method: str = DEFAULT_METHOD, ratio=None, orde
         used.
     length : int, optional
         Sequence length without calibration data (finite-horizon h2 of ``"h2"`` / ``"modal"``).
+    layer_inputs : mapping, optional
+        The sequences that entered each SSM block on calibration data, ``{block name: (batch, L, m)}``
+        (recorded by :func:`mor_lqo.torch.compress` with forward hooks): any layout. They set L, the data
+        weights of per-channel fits (``"h2"``, ``"modal"``) and the data-weighted mode ranking of MIMO
+        blocks (:mod:`~mor_lqo.deep.compress.recorded`). Exclusive with ``inputs``.
     executor : None, "process", "thread", "serial", concurrent.futures.Executor or dask Client
         Where the per-block tasks run. None: a process pool over the available cores when the work
         is large, else in-process. A given Executor (or a dask.distributed ``Client``, through its
@@ -131,14 +136,14 @@ def compress(model_or_state_dict, method: str = DEFAULT_METHOD, ratio=None, orde
     if not any(given):
         ratio = DEFAULT_RATIO
     options = dict(options or {})
-    net = resolve_network(model_or_state_dict, arch, inputs, length, settings)
+    net = resolve_network(model_or_state_dict, arch, inputs, length, settings, layer_inputs)
     timings["load"] = time.perf_counter() - t_start
     t0 = time.perf_counter()
     plan = plan_orders(method, ratio, order, budget, net)
     timings["orders"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     weights, scores = calibrate(method, net, float(options.get("rho", DATA_RIDGE)))
-    if net.x_cal is not None and method in ("h2", "modal", "bound"):
+    if (net.x_cal is not None or net.recorded is not None) and method in ("h2", "modal", "bound"):
         timings["calibration"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     results, bound_info = reduce_blocks(method, net, plan, weights, scores, executor, progress, options)

@@ -25,6 +25,7 @@ from ..models import LQOModel, S4DModel
 from .allocation import _bound_method
 from .budget import _check_budget, _even_order, _n, _orders_from, _param_model, _uniform_for_budget, parse_ratio
 from .constants import WRITEBACK_RTOL, CompressionError
+from .recorded import check_layer_inputs, recorded_calibration
 from .tasks import _block_tasks, _collect, _reduce_task, _resolve_executor, _work
 from .verify import _flat_input, _like, _reference_model, _verify_block
 from .weights import lag_weights, lqo_mode_scores
@@ -37,7 +38,8 @@ class Network:
     ``orig`` is the user's (possibly nested) state dict or None for a numpy model, ``flat`` the flat
     arrays, ``flat64`` the same in float64/complex128, ``cls`` the reference-model class, ``lti`` the
     reducible blocks, ``ref`` the numpy reference model (or None), ``x_cal`` the prepared calibration
-    inputs (or None) and ``length`` the sequence length of the finite-horizon quantities (or None).
+    inputs (or None), ``length`` the sequence length of the finite-horizon quantities (or None) and
+    ``recorded`` the recorded inputs of the blocks (``{block name: (B, L, m)}``, or None).
     """
 
     orig: Any
@@ -49,6 +51,7 @@ class Network:
     ref: Any
     x_cal: np.ndarray | None
     length: int | None
+    recorded: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ class OrderPlan:
     param_models: dict[str, tuple[float, float]] | None
 
 
-def resolve_network(model_or_state_dict, arch: str, inputs, length, settings) -> Network:
+def resolve_network(model_or_state_dict, arch: str, inputs, length, settings, layer_inputs=None) -> Network:
     """Load the input, extract its blocks and prepare the calibration inputs and sequence length."""
     orig, flat, cls, _src = _flat_input(model_or_state_dict)
     flat64 = {k: (v.astype(np.complex128) if np.iscomplexobj(v) else np.asarray(v, np.float64))
@@ -73,6 +76,11 @@ def resolve_network(model_or_state_dict, arch: str, inputs, length, settings) ->
                           "by compress; use mor_lqo.adapters.reduce_state_dict with method='index')")
     ref = _reference_model(flat, blocks, cls)
     x_cal = None
+    recorded = None
+    if layer_inputs is not None:
+        if inputs is not None:
+            raise CompressionError("give calibration inputs or recorded layer_inputs, not both")
+        recorded, length = check_layer_inputs(layer_inputs, lti, length)
     if inputs is not None:
         if ref is None:
             raise CompressionError("calibration inputs need a reference model layout (s4d or lqo)")
@@ -84,7 +92,7 @@ def resolve_network(model_or_state_dict, arch: str, inputs, length, settings) ->
         if isinstance(length, bool) or not isinstance(length, numbers.Integral) or length < 1:
             raise CompressionError(f"length must be a positive integer, got {length!r}")
         length = int(length)
-    return Network(orig, flat, flat64, cls, blocks, lti, ref, x_cal, length)
+    return Network(orig, flat, flat64, cls, blocks, lti, ref, x_cal, length, recorded)
 
 
 def plan_orders(method: str, ratio, order, budget, net: Network) -> OrderPlan:
@@ -116,6 +124,9 @@ def calibrate(method: str, net: Network, rho: float) -> tuple[dict[str, np.ndarr
     inputs recorded at every block of the original network."""
     weights: dict[str, np.ndarray] = {}
     scores: dict[str, list] = {}
+    if net.recorded is not None and method in ("h2", "modal"):
+        _check_recorded_memory(net)
+        return recorded_calibration(net.lti, net.recorded, method, rho)
     if net.x_cal is None or method not in ("h2", "modal", "bound"):
         return weights, scores
     _check_calibration_memory(net, method)
@@ -148,6 +159,18 @@ def _check_calibration_memory(net: Network, method: str) -> None:
                           f"{format_bytes(forward + weights)} (forward pass {format_bytes(forward)}, data weights "
                           f"{format_bytes(weights)}), more than half of the {format_bytes(avail)} available; use "
                           "fewer or shorter calibration sequences")
+
+
+def _check_recorded_memory(net: Network) -> None:
+    """Refuse per-channel data weights (three (H, L, L) float64 arrays per block) that cannot fit."""
+    from ..._files import available_memory, format_bytes
+
+    L = int(net.length)
+    need = max((3 * 8 * len(b.units) * L * L for b in net.lti if b.name in net.recorded), default=0)
+    avail = available_memory()
+    if avail is not None and need > avail // 2:
+        raise MemoryError(f"data weights over L = {L} lags need about {format_bytes(need)}, more than half of the "
+                          f"{format_bytes(avail)} available; record shorter calibration sequences")
 
 
 def reduce_blocks(method: str, net: Network, plan: OrderPlan, weights, scores, executor, progress: bool,

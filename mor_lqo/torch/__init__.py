@@ -1,0 +1,13 @@
+"""Compress the SSM blocks of torch modules: :func:`compress` (``mor_lqo.torch.compress(module, calibration)``).
+
+This subpackage imports torch; the rest of mor_lqo never does. See docs/adapters.md, "Compressing a torch
+module".
+"""
+
+from __future__ import annotations
+
+from .api import TorchCompressionResult, compress
+from .modules import find_blocks, unwrap
+from .rebuild import count_parameters
+
+__all__ = ["compress", "TorchCompressionResult", "find_blocks", "unwrap", "count_parameters"]
