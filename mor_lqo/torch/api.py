@@ -60,11 +60,15 @@ def _dtype_device(core: nn.Module):
 def _metric(metric, module: nn.Module, which: str):
     if metric is None:
         return None
+    modes = [(m, m.training) for m in module.modules()]
     try:
         value = metric(module)
     except Exception as exc:
         exc.add_note(f"raised by metric(module) on the {which} module in mor_lqo.torch.compress")
         raise
+    finally:  # a metric that switches to eval mode leaves the module as it found it
+        for m, flag in modes:
+            m.training = flag
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
     return value.tolist() if isinstance(value, np.ndarray) else value

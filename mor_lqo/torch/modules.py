@@ -54,7 +54,8 @@ def rewrap(new_core: nn.Module, wrappers) -> tuple[nn.Module, list[str]]:
     out = new_core
     for kind, w in reversed(wrappers):
         if kind == "parallel" and type(w) is nn.DataParallel:
-            out = nn.DataParallel(out, device_ids=w.device_ids, output_device=w.output_device, dim=w.dim)
+            kw = {k: vars(w)[k] for k in ("device_ids", "output_device", "dim") if k in vars(w)}  # unset on CPU
+            out = nn.DataParallel(out, **kw)
         elif kind == "parallel":
             notes.append(f"the {type(w).__name__} wrapper was removed (it needs the process group); wrap the "
                          "returned module again")

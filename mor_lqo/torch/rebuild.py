@@ -48,6 +48,26 @@ def _resize_state_attributes(mod: nn.Module, old_n: int, new_n: int) -> list[str
     return changed
 
 
+# integer attributes that upstream layers use as their state size (stored modes N or real state 2N)
+STATE_SIZE_NAMES = ("N", "n", "d_state", "state_dim", "state_width", "state_features", "P", "n_modes", "ssm_size")
+
+
+def _set_state_sizes(mod: nn.Module, old_n: int, new_n: int, done: set) -> list[str]:
+    """State-size attributes (:data:`STATE_SIZE_NAMES`) equal to the old stored size N (or 2N) set to the new."""
+    changed = []
+    for sub in mod.modules():
+        for name in STATE_SIZE_NAMES:
+            cur = vars(sub).get(name)
+            if (id(sub), name) in done or not isinstance(cur, int) or isinstance(cur, bool):
+                continue
+            new = new_n if cur == old_n else 2 * new_n if cur == 2 * old_n else None
+            if new is not None and new != cur:
+                setattr(sub, name, new)
+                done.add((id(sub), name))
+                changed.append(f"{type(sub).__name__}.{name} {cur} -> {new}")
+    return changed
+
+
 def _set_size_hints(mod: nn.Module, build: Mapping, old_sizes: Mapping) -> list[str]:
     """Integer attributes named like the layout's constructor hints (``d_state``, ``state_features``, ...)."""
     changed = []
@@ -87,6 +107,9 @@ def build_reduced(core: nn.Module, new_flat: Mapping[str, torch.Tensor], layers:
         sub = new.get_submodule(path) if path else new
         old_sizes = {k: _old_size(mod, k) for k in (lay.get("build") or {})}
         notes += [f"{lay['name']}: {c}" for c in _set_size_hints(sub, lay.get("build"), old_sizes)]
+        done = {(id(m), k) for m in sub.modules() for k in (lay.get("build") or {})}
+        notes += [f"{lay['name']}: {c}" for c in _set_state_sizes(sub, int(lay["stored_before"]),
+                                                                    int(lay["stored_after"]), done)]
         for m in sub.modules():
             for name in _resize_state_attributes(m, int(lay["stored_before"]), int(lay["stored_after"])):
                 notes.append(f"{lay['name']}: zero state attribute {name!r} resized to {lay['stored_after']}")
