@@ -5,6 +5,7 @@ r"""Command line: ``mor-lqo compress`` and ``mor-lqo inspect`` (also ``python -m
     mor-lqo compress                       # the bundled S4D model on the bundled MNIST-1D test split
     mor-lqo compress ckpt.safetensors --ratio 1/16 --out out/
     mor-lqo inspect ckpt.pt --tol 1e-2
+    mor-lqo compress ckpt.pt --model mypkg.models:build --data calib.npz   # your torch module
 
 ``compress`` prints a per-layer table (order before → after, h2 error, share of the output-error bound)
 and totals (SSM and trainable parameters, accuracy, bound vs measured logit error), and writes to
@@ -97,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bundled model used when no CHECKPOINT is given (default s4d)")
     c.add_argument("--data", help="npz with x (batch, L[, d_in]) and optionally y: calibration and evaluation data "
                                   "for a user checkpoint")
+    c.add_argument("--model", metavar="PKG.MODULE:FACTORY",
+                   help="build your torch module with this factory, load CHECKPOINT into it, calibrate on --data and "
+                        "write a checkpoint of the same kind (needs torch)")
     c.add_argument("--length", type=int, help="sequence length for finite-horizon h2 (without --data)")
     c.add_argument("--calibration", type=int, default=CALIBRATION,
                    help=f"number of sequences used for calibration (default {CALIBRATION}; labels unused)")
@@ -403,6 +407,12 @@ def _publish(args, res, report: dict, orig_model, x, out_dir: Path, ckpt_path: P
 
 
 def _cmd_compress(args) -> int:
+    if args.model:
+        if args.scheduler:
+            raise CLIError("--scheduler is not supported with --model; use --executor", EXIT_USAGE)
+        from .cli_model import cmd_compress_model
+
+        return cmd_compress_model(args)
     t0 = time.perf_counter()
     ratio = _check_compress_args(args)
     out_dir = Path(args.out)

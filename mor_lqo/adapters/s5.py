@@ -174,7 +174,7 @@ def write_back(block: Block, modes: list[HalfModes], n_stored: int | None = None
         Lam = Lam.astype(np.complex128)
         new = {p + "Lambda": Lam if cx["Lambda"] else c2r(Lam), p + "B": c2r(B),
                p + "C": Cout if cx["C"] else c2r(Cout), p + "log_step": ls}
-        return new, {"state_width": n}
+        return new, {"state_width": n, "state_dim": n}  # S5(state_width=...), S5Block(dim, state_dim)
     new = {p + "Lambda_re": Lam.real, p + "Lambda_im": Lam.imag, p + "B": c2r(B), p + "log_step": ls}
     if p + "C1" in block.keys:
         new[p + "C1"], new[p + "C2"] = c2r(Cf), c2r(Cb)

@@ -66,7 +66,7 @@ def test_reduce_loads_strictly_and_identity(bidir):
     before = copy.deepcopy(sd)
     new, rep = reduce_state_dict(sd, order=6)
     assert all(torch.equal(before[k], sd[k]) for k in sd)
-    assert rep[0]["build"] == {"state_width": 3} and rep[0]["writeback_error"] < 1e-10
+    assert rep[0]["build"] == {"state_width": 3, "state_dim": 3} and rep[0]["writeback_error"] < 1e-10
     assert new["seq.Lambda"].dtype == torch.complex64 and new["seq.C"].dtype == torch.complex64
     small = s5.S5(H, state_width=3, bidir=bidir)
     small.load_state_dict(new, strict=True)
