@@ -75,6 +75,11 @@ def _key_map(module_keys: set, view) -> dict[str, str]:
     pre = getattr(view, "prefix", "") or ""
     if pre and {pre + k for k in flat} == module_keys:
         return {pre + k: k for k in flat}
+    first = {k.split(".", 1)[0] for k in flat}
+    if len(first) == 1 and all("." in k for k in flat):  # e.g. a Lightning module's "model." attribute
+        cut = len(first.pop()) + 1
+        if {k[cut:] for k in flat} == module_keys:
+            return {k[cut:]: k for k in flat}
     missing, extra = sorted(module_keys - flat)[:5], sorted(flat - module_keys)[:5]
     raise LayoutError(f"the checkpoint does not fit the module built by --model: missing {missing}, unexpected "
                       f"{extra} (first five of each)")
@@ -109,6 +114,8 @@ def _accuracy(module, x: np.ndarray, y: np.ndarray | None):
         with torch.no_grad():
             for i in range(0, x.shape[0], 256):
                 out = call_module(module, x[i:i + 256], dtype, "cpu")
+                if out.ndim != 2 or out.shape[0] != min(256, x.shape[0] - i):
+                    return None  # not a classifier's (batch, classes) logits: no accuracy
                 hits += int((out.argmax(-1).cpu().numpy() == y[i:i + 256]).sum())
     finally:
         for m, flag in was:
@@ -151,7 +158,6 @@ def cmd_compress_model(args) -> int:
     view, keys = _load_weights(module, ckpt)
     x, y = cli._load_data(args.data)
     xc = x[: args.calibration]
-    acc_before = _accuracy(module, x, y)
     try:
         res = compress(module, xc, ratio=ratio, order=args.order, budget=args.budget, method=args.method,
                        executor=args.executor, progress=not args.no_progress)
@@ -161,7 +167,7 @@ def cmd_compress_model(args) -> int:
     new_ckpt, ck_notes = _update_training_metadata(view.rebuild({keys[k]: v for k, v in new_sd.items()}),
                                                    res.result.layers)
     report = {"mor_lqo": __version__, "source": str(src), "model": args.model, **res.report,
-              "accuracy": {"before": acc_before, "after": _accuracy(res.module, x, y)},
+              "accuracy": {"before": _accuracy(module, x, y), "after": _accuracy(res.module, x, y)},
               "checkpoint_notes": ck_notes}
     out_ckpt = out_dir / f"{src.stem}_compressed{src.suffix}"
     report["output"] = {"checkpoint": str(out_ckpt), "report": str(out_dir / "report.json")}
