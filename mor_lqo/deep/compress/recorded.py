@@ -24,7 +24,7 @@ from ...adapters.block import Block, HalfModes, Unit
 from .constants import CompressionError
 from .weights import lag_weights
 
-__all__ = ["check_layer_inputs", "recorded_mode_scores", "recorded_calibration"]
+__all__ = ["check_layer_inputs", "recorded_mode_scores", "recorded_calibration", "quadratic_energy"]
 
 
 def check_layer_inputs(layer_inputs: Mapping, blocks: Sequence[Block], length) -> tuple[dict, int]:
@@ -88,7 +88,7 @@ def _linear_energy(X: np.ndarray, C: np.ndarray, kappa: float) -> np.ndarray:
     return kappa**2 * e
 
 
-def _quadratic_energy(X: np.ndarray, C: np.ndarray, M: np.ndarray, kappa: float) -> np.ndarray:
+def quadratic_energy(X: np.ndarray, C: np.ndarray, M: np.ndarray, kappa: float) -> np.ndarray:
     """Output energy of removing each mode from ``kappa Re(C x) + x^H M x`` (exact change, all rows)."""
     n = X.shape[-1]
     score = np.zeros(n)
@@ -117,7 +117,7 @@ def recorded_mode_scores(hm: HalfModes, U: np.ndarray, n_fwd_rows: int | None = 
     p = hm.p if n_fwd_rows is None else int(n_fwd_rows)
     X = _states(hm.lam, U @ hm.B.T)
     if hm.M is not None:
-        return _quadratic_energy(X, hm.C, hm.M, hm.kappa)
+        return quadratic_energy(X, hm.C, hm.M, hm.kappa)
     score = _linear_energy(X, hm.C[:p], hm.kappa)
     if p < hm.p:
         Xr = _states(hm.lam, U[:, ::-1] @ hm.B.T)

@@ -29,20 +29,10 @@ def lqo_mode_scores(model: LQOModel, i: int, U: np.ndarray) -> np.ndarray:
     + 2\mathrm{Re}(\bar x_a (M_j x)_a) - |x_a|^2 M_{j,aa}` (exact change of the block output when
     :math:`x_a` is removed from the state), summed over the calibration data.
     """
+    from .recorded import quadratic_energy
+
     s = model.ssm_params(i)
-    X = model.states(i, U)  # (B, L, P)
-    C, M = s["C"], s["M"]
-    P = X.shape[-1]
-    score = np.zeros(P)
-    for a0 in range(0, P, 8):
-        a = np.arange(a0, min(P, a0 + 8))
-        xa = X[..., a]  # (B, L, k)
-        MX = np.einsum("jpq,blq->blpj", M[:, a, :], X, optimize=True)  # (B, L, k, H)
-        d = (xa[..., None] * C[:, a].T[None, None]).real
-        d += 2 * (xa.conj()[..., None] * MX).real
-        d -= (np.abs(xa) ** 2)[..., None] * np.diagonal(M, axis1=1, axis2=2)[:, a].T.real[None, None]
-        score[a] = np.sum(d * d, axis=(0, 1, 3))
-    return score
+    return quadratic_energy(model.states(i, U), s["C"], s["M"], 1.0)
 
 
 def lag_weights(U: np.ndarray, rho: float = DATA_RIDGE) -> np.ndarray:
