@@ -21,7 +21,8 @@ mean time constant :math:`\langle e^{-\mathrm{A\_log}_{:,n}}\rangle`; Mamba2: su
 :math:`\|W_{B,g,n}\|\|W_{C,g,n}\|`) — a heuristic only. Load into the same class with
 ``d_state``/``state_size`` = N'.
 
-Settings: ``n_groups=1`` (Mamba2; not inferable from the shapes).
+Settings: ``n_groups`` (Mamba2) must be given: the shapes fix only the product G·N, so a guess would
+misread the state size (HF's default is 8 groups, mamba_ssm's 1); extraction refuses without it.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from .block import Block
 MULTI = True
 KAPPA = 1.0
 SIGN = 0
-DEFAULTS = {"mamba": {}, "mamba2": {"n_groups": 1}}
+DEFAULTS = {"mamba": {}, "mamba2": {"n_groups": None}}
 
 
 def find(keys, arch: str) -> list[str]:
@@ -76,7 +77,14 @@ def extract(sd, prefix: str, arch: str, **settings) -> Block:
     else:
         v = need(sd, prefix, ("A_log", "D", "dt_bias", "in_proj.weight", "conv1d.weight",
                               "out_proj.weight"), arch)
-        G = int(settings.get("n_groups", 1))
+        G = settings.get("n_groups")
+        if G is None:
+            raise LayoutError(f"{prefix or '<root>'}: Mamba2 blocks need the setting n_groups (the model config's "
+                              "n_groups; transformers' default is 8, mamba_ssm's 1): the state dict fixes only "
+                              "n_groups * d_state; pass n_groups=...")
+        if isinstance(G, bool) or not isinstance(G, numbers.Integral) or G < 1:
+            raise LayoutError(f"n_groups must be a positive integer, got {G!r}")
+        G = int(G)
         nheads = np.shape(v["A_log"])[0]
         d_inner = np.shape(v["out_proj.weight"])[1]
         conv_ch = np.shape(v["conv1d.weight"])[0]
