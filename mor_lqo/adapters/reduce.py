@@ -67,6 +67,29 @@ def modal_reducer(system_modes: HalfModes, r: int, horizon: int | None = None) -
     return system_modes.select(keep)
 
 
+def within_slots(reduce_to: Callable[[int], HalfModes], r: int, slots: int, notes: list | None = None) -> HalfModes:
+    """The reduction of real order ``r`` if its modes fit ``slots`` stored modes, else of the largest lower order
+    that fits: orders are budgets.
+
+    A real pole of a reduced model takes a whole stored (complex) slot of a conjugate-pair layout, so a ROM
+    of real order r with k real poles stores (r + k)/2 modes; ``reduce_to(q)`` is called for q = r, r - 1, ...
+    until its modes fit (order 1 stores one mode, so this ends). The budget of order r is ``ceil(r/2)``
+    slots: exactly r states for even r, the fewest slots that can hold an odd order otherwise.
+    """
+    q = r
+    hm = reduce_to(q)
+    while hm.n > slots and q > 1:
+        q -= 1
+        hm = reduce_to(q)
+    if hm.n > slots:
+        raise OrderError(f"no reduced model of order <= {r} fits in {slots} stored modes")
+    if q < r and notes is not None:
+        notes.append(f"order {r}: the reduced models of some units have real poles, which take a stored slot "
+                     f"each; those units were reduced to the largest lower order that stores at most {slots} "
+                     "modes (orders are budgets)")
+    return hm
+
+
 def get_reducer(method) -> Callable:
     """``reducer(system, r) -> rom`` for a method name (looked up lazily in mor_lqo) or a callable."""
     if callable(method):
@@ -104,8 +127,12 @@ def _reduce_unit(unit: Unit, r: int, method, kappa: float, sign: int, horizon) -
     if method == "modal":
         modes = unit.modes if unit.modes is not None else to_half_modes(unit.system, kappa, sign)
         return modal_reducer(modes, r, horizon)
-    rom = _rom_of(get_reducer(method)(unit.system, r))
-    return to_half_modes(_check_rom(unit.system, rom), kappa, sign)
+    reducer = get_reducer(method)
+
+    def reduce_to(q: int) -> HalfModes:
+        return to_half_modes(_check_rom(unit.system, _rom_of(reducer(unit.system, q))), kappa, sign)
+
+    return within_slots(reduce_to, r, (r + 1) // 2)
 
 
 def _check_rom(full: LQOSystem, rom: LQOSystem) -> LQOSystem:
@@ -136,7 +163,8 @@ def _reduce_units(units, r, method, kappa, sign, horizon) -> list[HalfModes]:
             if isinstance(res, (list, tuple)) and len(res) == len(todo):
                 out = [None] * len(units)
                 for i, rr in zip(todo, res):
-                    out[i] = to_half_modes(_check_rom(units[i].system, _rom_of(rr)), kappa, sign)
+                    hm = to_half_modes(_check_rom(units[i].system, _rom_of(rr)), kappa, sign)
+                    out[i] = hm if hm.n <= (r + 1) // 2 else None  # over budget: redone one by one below
                 for i, u in enumerate(units):
                     if out[i] is None:
                         out[i] = _reduce_unit(u, r, method, kappa, sign, horizon)

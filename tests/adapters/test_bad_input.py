@@ -71,7 +71,9 @@ def test_unstable_or_unrepresentable_rom_is_refused(rng):
                          dt=system.dt)
 
     with pytest.raises(LayoutError, match=r"\|mu\| >= 1"):
-        reduce_state_dict(sd, order=2, method=unstable)
+        reduce_state_dict(sd, order=4, method=unstable)  # two real poles: two stored modes, order 4 allows them
+    with pytest.raises(OrderError, match="stored modes"):
+        reduce_state_dict(sd, order=2, method=unstable)  # order 2 allows one stored mode: never over budget
 
     def wrong_shape(system, r):
         return LQOSystem(np.diag([0.5]), np.ones((1, 2)), np.ones((3, 1)), dt=system.dt)

@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 LRU = pytest.importorskip("LRU_pytorch").LRU
 
 from mor_lqo.adapters import extract, reduce_state_dict  # noqa: E402
+from mor_lqo.errors import OrderError  # noqa: E402
 from mor_lqo.systems import LQOSystem  # noqa: E402
 
 IN, OUT, NS, L = 3, 4, 8, 30
@@ -100,8 +101,11 @@ def test_new_modes_from_dense_reducer_including_real_poles():
         T = np.eye(4) + 0.3 * np.random.default_rng(0).standard_normal((4, 4))
         return LQOSystem(A, Bm, Cm, D=system.D.real, dt=system.dt).similarity(T)
 
-    new, rep = reduce_state_dict(sd, order=4, method=reducer)
+    # order 6 allows 3 stored modes (orders are budgets: the two real poles take one slot each)
+    new, rep = reduce_state_dict(sd, order=6, method=reducer)
     assert rep[0]["order_after"] == 4 and rep[0]["stored_after"] == 3
+    with pytest.raises(OrderError, match="2 stored modes"):
+        reduce_state_dict(sd, order=4, method=reducer)  # never over budget, whatever the reducer returns
     th = np.exp(new["theta_log"].double().numpy())
     assert np.isclose(th, np.pi, rtol=1e-6).sum() == 1 and np.isclose(th, 2 * np.pi, rtol=1e-6).sum() == 1
     small = LRU(IN, OUT, 3)

@@ -11,7 +11,7 @@ from concurrent.futures import Executor
 import numpy as np
 
 from ...adapters.block import Block, HalfModes
-from ...adapters.reduce import modal_reducer
+from ...adapters.reduce import modal_reducer, within_slots
 from ...adapters.registry import family
 from ...errors import MorLqoError, OrderError
 from ..executor import as_executor, available_cores, make_executor
@@ -132,15 +132,19 @@ def _reduce_unit(fn, method: str, hm, dt: float, r: int, layout: tuple, notes: l
                      f"to order {r_rest}")
         return join_modes(hm.select(marg), _reduce_unit(fn, method, rest, dt, r_rest, layout, notes, where))
     kw = {"multistart": False} if method in ("h2", "bound") else {}
+    system = hm.system(dt=dt)
+
+    def reduce_to(q: int) -> HalfModes:
+        return _rom_to_modes(fn(system, q, **kw), hm, kappa, sign, rank, L, notes)
+
     try:
-        rom = fn(hm.system(dt=dt), r, **kw)
+        return within_slots(reduce_to, r, r // 2, notes)
     except OrderError:
         notes.append(f"{where}: fewer than {r} significant states (zero Hankel singular values); exact modal "
                      "truncation used")
         return modal_reducer(hm, r, L)
     except MorLqoError as exc:
         raise type(exc)(f"{where}: {exc}") from exc
-    return _rom_to_modes(rom, hm, kappa, sign, rank, L, notes)
 
 
 def _mimo_h2(hm: HalfModes, r: int, dt: float, score, kappa, sign, rank, L, opts, notes) -> HalfModes:
