@@ -24,7 +24,8 @@ from .modal_form import to_half_modes
 from .registry import extract as _extract_flat
 from .registry import family
 
-__all__ = ["reduce_state_dict", "modal_reducer", "ReducerUnavailableError", "get_reducer"]
+__all__ = ["reduce_state_dict", "modal_reducer", "ReducerUnavailableError", "get_reducer", "within_slots",
+           "check_modal_ranking"]
 
 # Relative impulse-response mismatch tolerated between a reduced model and its re-extracted write-back
 # (float64 arithmetic through log/exp and eigen-decompositions: ~1e-13 expected; 1e-8 flags real bugs).
@@ -90,6 +91,35 @@ def within_slots(reduce_to: Callable[[int], HalfModes], r: int, slots: int, note
     return hm
 
 
+# Sum of the modes' h2 contributions over the squared h2 norm above which modal truncation of a dense
+# (non-normal, e.g. S4 DPLR with the LegS initialisation) unit is refused: the contributions cancel and
+# ranking modes by them is arbitrary (relative errors of 6 ... 3e5 were measured on such blocks).
+MODAL_CANCELLATION_MAX = 10.0
+
+
+def check_modal_ranking(system: LQOSystem, modes: HalfModes, where: str = "") -> None:
+    r"""Refuse modal truncation of a dense unit whose modes' h2 contributions cancel.
+
+    :math:`\sum_i s_i` (the diagonal contributions of :meth:`HalfModes.h2_contributions`) equals the squared h2
+    norm of the strictly proper part for a normal A; for a strongly non-normal A it is orders of magnitude
+    larger. Above :data:`MODAL_CANCELLATION_MAX` times the norm, raises :class:`~mor_lqo.errors.IllConditionedError`.
+    """
+    from ..errors import IllConditionedError
+    from ..norms import h2_norm
+
+    s = system
+    try:
+        norm2 = h2_norm(LQOSystem(s.A, s.B, s.C, dt=s.dt, convention=s.convention)) ** 2
+    except UnstableSystemError:
+        return  # unstable units are reported elsewhere; their ranking uses finite horizons
+    total = float(np.sum(modes.h2_contributions()))
+    if not total <= MODAL_CANCELLATION_MAX * norm2:
+        raise IllConditionedError(
+            f"{where + ': ' if where else ''}modal truncation is not reliable for this non-normal (DPLR) unit: its "
+            f"modes' h2 contributions sum to {total / max(norm2, 1e-300):.3g} times its squared h2 norm (they "
+            "cancel); use method 'bt' or 'h2'")
+
+
 def get_reducer(method) -> Callable:
     """``reducer(system, r) -> rom`` for a method name (looked up lazily in mor_lqo) or a callable."""
     if callable(method):
@@ -125,7 +155,10 @@ def _reduce_unit(unit: Unit, r: int, method, kappa: float, sign: int, horizon) -
             return unit.modes
         return to_half_modes(unit.system, kappa, sign)
     if method == "modal":
-        modes = unit.modes if unit.modes is not None else to_half_modes(unit.system, kappa, sign)
+        if unit.modes is not None:
+            return modal_reducer(unit.modes, r, horizon)
+        modes = to_half_modes(unit.system, kappa, sign)
+        check_modal_ranking(unit.system, modes)
         return modal_reducer(modes, r, horizon)
     reducer = get_reducer(method)
 

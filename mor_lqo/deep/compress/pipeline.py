@@ -180,7 +180,7 @@ def reduce_blocks(method: str, net: Network, plan: OrderPlan, weights, scores, e
     An executor created here is shut down afterwards; on an error or interruption its pending tasks
     are cancelled and its worker processes terminated.
     """
-    ex, owned = _resolve_executor(executor, _work(net.lti, method))
+    ex, owned = _resolve_executor(executor, _work(net.lti, method, net.length))
     n_chunks = executor_workers(ex)
     failed = True
     try:

@@ -11,7 +11,7 @@ from concurrent.futures import Executor
 import numpy as np
 
 from ...adapters.block import Block, HalfModes
-from ...adapters.reduce import modal_reducer, within_slots
+from ...adapters.reduce import check_modal_ranking, modal_reducer, within_slots
 from ...adapters.registry import family
 from ...errors import MorLqoError, OrderError
 from ..executor import as_executor, available_cores, make_executor
@@ -106,14 +106,39 @@ def _reduce_task_impl(task: dict) -> dict:
                 warnings.simplefilter("ignore")
                 for j, hm in enumerate(sub):
                     where = f"{task.get('block', '')} unit {int(task['chunk'][todo[j]])}" if "chunk" in task else ""
-                    red.append(_reduce_unit(fn, method, hm, dts[todo[j]], r, (kappa, sign, rank, L), notes, where))
+                    dense = (task.get("dense") or [None] * len(modes))[todo[j]]
+                    red.append(_reduce_unit(fn, method, hm, dts[todo[j]], r, (kappa, sign, rank, L), notes, where,
+                                            dense))
         for i, hm in zip(todo, red):
             out[i] = hm
     errs = _unit_errors(modes, out, dts, L)
+    _dense_unit_errors(errs, task.get("dense"), modes, out, dts, L)
     return {"modes": out, "notes": sorted(set(notes)), "seconds": time.perf_counter() - t0, **errs}
 
 
-def _reduce_unit(fn, method: str, hm, dt: float, r: int, layout: tuple, notes: list[str], where: str):
+def _dense_unit_errors(errs: dict, dense, full, red, dts, L) -> None:
+    """Errors of dense units (S4 DPLR) against their original realisation, in place: the diagonalised modes of
+    a non-normal A sum kernels with heavy cancellation, so errors measured on them lose digits."""
+    if not dense or all(d is None for d in dense):
+        return
+    from ...norms import h2_error, h2_norm
+
+    for i, sys_ in enumerate(dense):
+        if sys_ is None or red[i] is full[i]:
+            continue
+        rom = red[i].system(dt=dts[i])
+        try:
+            errs["h2_error"][i], errs["h2_norm"][i] = h2_error(sys_, rom), h2_norm(sys_)
+        except MorLqoError:
+            errs["h2_error"][i] = errs["h2_norm"][i] = np.nan
+        if L is not None and errs.get("h2_error_L") is not None:
+            hf = np.real(sys_.impulse_response(L))
+            errs["h2_error_L"][i] = np.linalg.norm(hf - np.real(rom.impulse_response(L)))
+            errs["h2_norm_L"][i] = np.linalg.norm(hf)
+
+
+def _reduce_unit(fn, method: str, hm, dt: float, r: int, layout: tuple, notes: list[str], where: str,
+                 dense=None):
     """Reduce one unit with a dense reducer; degenerate units are handled here, not by aborting the model.
 
     A unit whose Hankel singular values vanish beyond a rank below ``r`` (a dead channel with C = 0 or
@@ -122,7 +147,7 @@ def _reduce_unit(fn, method: str, hm, dt: float, r: int, layout: tuple, notes: l
     """
     kappa, sign, rank, L = layout
     marg = marginal_modes(hm)
-    if marg.size and hm.M is None:  # modes on the unit circle: kept exactly, the stable rest reduced
+    if marg.size and hm.M is None and dense is None:  # modes on the unit circle: kept exactly, the stable rest reduced
         rest = hm.select(np.setdiff1d(np.arange(hm.n), marg))
         r_rest = r - 2 * marg.size
         if r_rest < 2 or rest.n == 0:
@@ -132,7 +157,7 @@ def _reduce_unit(fn, method: str, hm, dt: float, r: int, layout: tuple, notes: l
                      f"to order {r_rest}")
         return join_modes(hm.select(marg), _reduce_unit(fn, method, rest, dt, r_rest, layout, notes, where))
     kw = {"multistart": False} if method in ("h2", "bound") else {}
-    system = hm.system(dt=dt)
+    system = dense if dense is not None else hm.system(dt=dt)  # dense units: reduce the original realisation
 
     def reduce_to(q: int) -> HalfModes:
         return _rom_to_modes(fn(system, q, **kw), hm, kappa, sign, rank, L, notes)
@@ -193,6 +218,19 @@ def _resolve_executor(executor, work: float):
                     f"got {type(executor).__name__}")
 
 
+def _unit_modes(unit, kappa: float, sign: int, method: str, where: str) -> HalfModes:
+    """The unit's stored half modes; dense units (S4 DPLR) are diagonalised, and refused for ``"modal"`` when
+    their modes' h2 contributions cancel (:func:`~mor_lqo.adapters.reduce.check_modal_ranking`)."""
+    if unit.modes is not None:
+        return unit.modes
+    from ...adapters.modal_form import to_half_modes
+
+    hm = to_half_modes(unit.system, kappa, sign)
+    if method == "modal":
+        check_modal_ranking(unit.system, hm, where)
+    return hm
+
+
 def _block_tasks(block: Block, r: int, method: str, length, weights, n_chunks: int, options,
                  scores=None) -> list[dict]:
     fam = family(block.arch)
@@ -201,11 +239,14 @@ def _block_tasks(block: Block, r: int, method: str, length, weights, n_chunks: i
     if len(units) >= 2 * n_chunks and n_chunks > 1:
         chunks = [c for c in np.array_split(np.arange(len(units)), n_chunks) if c.size]
     rank = block.meta.get("R") if block.arch == "lqo" else None
+    modes = [_unit_modes(u, fam.kappa(block), fam.sign(block), method, f"{block.name} unit {i}")
+             for i, u in enumerate(units)]
     tasks = []
     for c in chunks:
         tasks.append({
             "block": block.name, "chunk": c, "method": method, "r": r,
-            "modes": [units[i].modes for i in c], "dt": [float(units[i].system.dt) for i in c],
+            "modes": [modes[i] for i in c], "dt": [float(units[i].system.dt) for i in c],
+            "dense": [None if units[i].modes is not None else units[i].system for i in c],
             "kappa": fam.kappa(block), "sign": fam.sign(block), "rank": rank, "length": length,
             "weights": None if weights is None else weights[c], "options": options,
             "scores": None if scores is None else [scores[i] for i in c],
@@ -213,8 +254,12 @@ def _block_tasks(block: Block, r: int, method: str, length, weights, n_chunks: i
     return tasks
 
 
-def _work(blocks, method) -> float:
+def _work(blocks, method, length: int | None = None) -> float:
+    """Rough cost of the reductions (decides whether a process pool pays off): units x order^2, times the
+    horizon's share for the finite-horizon fits (their Gram matrices are L x L)."""
     w = sum(len(b.units) * b.order**2 for b in blocks)
+    if method in ("h2", "bound") and length:
+        w *= max(1.0, length / 16)
     return w * (0.05 if method == "modal" else 1.0)
 
 

@@ -1,0 +1,84 @@
+"""S4 DPLR blocks with the HiPPO-LegS initialisation (the upstream default): strongly non-normal, so the
+modes' h2 contributions cancel. Modal truncation must be refused; BT and h2 must return models whose
+reported errors are the true errors of the modules' own kernels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from mor_lqo.adapters import reduce_state_dict  # noqa: E402
+from mor_lqo.deep.compress import compress  # noqa: E402
+from mor_lqo.errors import IllConditionedError  # noqa: E402
+
+from .modules import S4Block  # noqa: E402
+
+H, N2, L = 3, 16, 48  # channels, real state size, sequence length
+
+
+def _legs_half(n: int):
+    """Half (Im > 0) eigen-coordinates of the LegS normal part and its low-rank correction."""
+    q = np.arange(n)
+    r = np.sqrt(2 * q + 1)
+    A = -np.tril(np.outer(r, r), -1) - np.diag(q + 1.0)
+    P = np.sqrt(q + 0.5)
+    w, V = np.linalg.eig(A + np.outer(P, P))  # -1/2 + skew: normal, eigenvalues -1/2 + i omega
+    keep = np.flatnonzero(w.imag > 0)
+    Vi = np.linalg.inv(V)[keep]
+    return w[keep], Vi @ P, Vi @ r, np.sort(np.linalg.eigvals(A).real)
+
+
+def legs_block(seed=0):
+    torch.manual_seed(seed)
+    m = S4Block(H, d_state=N2, mode="dplr", rank=1, seed=seed)
+    w, Ph, Bh, _ = _legs_half(N2)
+    k = m.layer.kernel
+    with torch.no_grad():
+        k.A_real.copy_(torch.log(torch.as_tensor(-w.real)).expand_as(k.A_real))
+        k.A_imag.copy_(torch.as_tensor(-w.imag).expand_as(k.A_imag))
+        k.P.copy_(torch.view_as_real(torch.as_tensor(Ph, dtype=torch.cfloat)).expand_as(k.P))
+        k.B.copy_(torch.view_as_real(torch.as_tensor(Bh, dtype=torch.cfloat)).expand_as(k.B))
+        k.inv_dt.copy_(torch.log(torch.linspace(0.02, 0.1, H)[:, None]))
+    m.layer.ssm_output(torch.zeros(1, H, L))  # sets C~ for the kernel length L, as upstream
+    return m
+
+
+def kernels(m):
+    """(H, L) impulse responses of the module, in float64 (LegS is non-normal: float32 kernels lose ~3 digits)."""
+    m = m.double()
+    u = torch.zeros(1, H, L, dtype=torch.float64)
+    u[..., 0] = 1.0
+    with torch.no_grad():
+        return m.layer.ssm_output(u)[0, 0].numpy()  # D at lag 0 included
+
+
+def test_legs_twin_is_the_legs_operator():
+    from mor_lqo.adapters import extract
+
+    _, _, _, eig_legs = _legs_half(N2)
+    np.testing.assert_allclose(eig_legs, -np.arange(N2, 0, -1.0), rtol=1e-8)  # eigenvalues -(1..n)
+    (b,) = extract(legs_block().state_dict())
+    assert b.arch == "s4_dplr"
+
+
+def test_modal_refused_bt_and_h2_report_true_errors():
+    m = legs_block()
+    sd = m.state_dict()
+    with pytest.raises(IllConditionedError, match="non-normal"):
+        compress(sd, "modal", order=6, length=L, progress=False, executor="serial")
+    with pytest.raises(IllConditionedError, match="non-normal"):
+        reduce_state_dict(sd, order=6)  # the adapter's default method is modal
+    y0 = kernels(m)
+    for method in ("bt", "h2"):
+        res = compress(sd, method, order=6, length=L, progress=False, executor="serial")
+        (lay,) = res.layers
+        assert lay["stored_after"] <= 3
+        small = S4Block(H, d_state=2 * lay["stored_after"], mode="dplr", rank=1)
+        small.load_state_dict(res.state_dict, strict=True)
+        y1 = kernels(small)
+        measured = np.linalg.norm(y1 - y0)
+        # the twin builds its DFT twiddles in complex64 (kernel agreement ~5e-7): 1e-5 on the error
+        assert lay["h2_error_L"] == pytest.approx(measured, rel=1e-5)
+        assert lay["rel_h2_error_L"] < 0.5
