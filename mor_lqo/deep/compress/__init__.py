@@ -16,7 +16,8 @@ parameter counts. Per-block work is a list of picklable tasks run through a
 ``"bt"``, ``"irka"``, ``"tsia"``
     Balanced truncation / IRKA / TSIA of every unit (LQO variants for quadratic outputs) from
     :mod:`mor_lqo.reduction` (infinite-horizon h2 / Gramians), written back through the unit's modal
-    form. A real pole costs a stored slot, so these ROMs may store more modes than ``order/2``. For LQO
+    form. A real pole costs a stored slot; orders are budgets (a unit whose ROM would store more than
+    ``order/2`` modes is reduced to the largest lower order that fits). For LQO
     blocks the reduced quadratic readout is re-fitted h2-optimally in the layout's Hermitian form when
     the projected one has :math:`s^T K s` cross terms (:func:`fit_quadratic`).
 ``"h2"`` (paper B)
