@@ -83,7 +83,11 @@ def _candidates(core: nn.Module, fb: FoundBlock) -> list[tuple[str, nn.Module]]:
     return out
 
 
-def _to_blm(arrays: list[np.ndarray], m: int, module: nn.Module) -> np.ndarray | None:
+# layouts whose layers always take (batch, L, m) sequences (the recurrent / MIMO families)
+CHANNELS_LAST = ("s5", "s5_jax", "lru", "lru_jax", "lqo")
+
+
+def _to_blm(arrays: list[np.ndarray], m: int, module: nn.Module, channels_last: bool = False) -> np.ndarray | None:
     """Stack recorded inputs as (batch, L, m); None if they do not look like sequences of m channels."""
     out = []
     for a in arrays:
@@ -92,6 +96,8 @@ def _to_blm(arrays: list[np.ndarray], m: int, module: nn.Module) -> np.ndarray |
         if a.ndim != 3:
             return None
         last, mid = a.shape[2] == m, a.shape[1] == m
+        if last and mid and channels_last:
+            mid = False
         if last and mid:
             transposed = getattr(module, "transposed", None)
             if transposed is None:
@@ -154,7 +160,7 @@ def record_block_inputs(core: nn.Module, blocks: list[FoundBlock], ms: dict[str,
     for fb in blocks:
         for path, mod in cands[fb.prefix]:
             arrays = seen.get((fb.prefix, path))
-            U = None if arrays is None else _to_blm(arrays, ms[fb.prefix], mod)
+            U = None if arrays is None else _to_blm(arrays, ms[fb.prefix], mod, fb.arch in CHANNELS_LAST)
             if U is not None:
                 recorded[fb.prefix], where[fb.prefix] = U, path
                 break

@@ -280,3 +280,10 @@ def test_bad_inputs_raise_clear_errors_and_change_nothing():
         mt.compress(net, x, order=8, metric=broken, executor="serial")
     assert any("metric(module)" in n for n in info.value.__notes__)
     assert _same(before, _state(net)) and _hooks(net) == 0
+
+
+def test_sequence_length_equal_to_width():
+    """S5/LRU layers always take (batch, L, H): L == H is not ambiguous for them."""
+    x = torch.randn(3, 8, 1, generator=torch.Generator().manual_seed(6))  # L = 8 = the width of S5Net
+    res = mt.compress(S5Net(), x, order=8, executor="serial")
+    assert res.report["length"] == 8
