@@ -4,6 +4,8 @@ reported errors are the true errors of the modules' own kernels."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -82,3 +84,17 @@ def test_modal_refused_bt_and_h2_report_true_errors():
         # the twin builds its DFT twiddles in complex64 (kernel agreement ~5e-7): 1e-5 on the error
         assert lay["h2_error_L"] == pytest.approx(measured, rel=1e-5)
         assert lay["rel_h2_error_L"] < 0.5
+
+
+def test_cli_compresses_dplr_checkpoints_and_refuses_modal_on_legs(tmp_path, capsys):
+    from mor_lqo.cli import main
+
+    torch.save(legs_block().state_dict(), tmp_path / "legs.pt")
+    rc = main(["compress", str(tmp_path / "legs.pt"), "--order", "6", "--length", str(L), "--out",
+               str(tmp_path / "out"), "--executor", "serial", "--quiet", "--no-progress", "--no-plot"])
+    assert rc == 0
+    rep = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert rep["layers"][0]["stored_after"] <= 3
+    rc = main(["compress", str(tmp_path / "legs.pt"), "--method", "modal", "--order", "6", "--length", str(L),
+               "--out", str(tmp_path / "out2"), "--executor", "serial", "--no-progress"])
+    assert rc == 1 and "non-normal" in capsys.readouterr().err and not (tmp_path / "out2").exists()
