@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bundled model used when no CHECKPOINT is given (default s4d)")
     c.add_argument("--data", help="npz with x (batch, L[, d_in]) and optionally y: calibration and evaluation data "
                                   "for a user checkpoint")
+    c.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                   help="a layout setting the checkpoint does not record, e.g. --set dt_transform=softplus "
+                        "--set n_groups=8 (repeatable; see docs/adapters.md)")
     c.add_argument("--model", metavar="PKG.MODULE:FACTORY",
                    help="build your torch module with this factory, load CHECKPOINT into it, calibrate on --data and "
                         "write a checkpoint of the same kind (needs torch)")
@@ -123,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--length", type=int, help="use finite-horizon (FIR Hankel) singular values over L lags")
     i.add_argument("--hsv", type=int, default=8, help="leading Hankel singular values shown (default 8)")
     i.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    i.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                   help="a layout setting the checkpoint does not record (repeatable)")
     i.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     return p
 
@@ -166,6 +171,26 @@ def _fmt(x, spec=".3g") -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "-"
     return format(x, spec)
+
+
+def parse_settings(items: Sequence[str]) -> dict[str, Any]:
+    """``["dt_transform=softplus", "n_groups=8"]`` -> settings; values: int, float, true/false, none or text."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise CLIError(f"--set needs KEY=VALUE, got {item!r}", EXIT_USAGE)
+        low = raw.strip().lower()
+        value: Any = {"true": True, "false": False, "none": None}.get(low, raw.strip())
+        if isinstance(value, str):
+            for conv in (int, float):
+                try:
+                    value = conv(value)
+                    break
+                except ValueError:
+                    pass
+        out[key.strip()] = value
+    return out
 
 
 def _load_data(path: str, max_bytes: int = DEFAULT_MAX_ARRAY_BYTES):
@@ -336,7 +361,8 @@ def _run_compress(args, inp: _CompressInput, ratio):
         with _cluster_executor(args.scheduler) as cluster:
             return compress(inp.model, method=args.method, ratio=ratio, order=args.order, budget=args.budget,
                             arch=args.arch, inputs=cal, length=None if cal is not None else args.length,
-                            executor=cluster or args.executor, progress=not (args.no_progress or args.quiet))
+                            executor=cluster or args.executor, progress=not (args.no_progress or args.quiet),
+                            **parse_settings(args.settings))
     except (CompressionError, OrderError) as exc:
         raise CLIError(str(exc), EXIT_USAGE) from exc
     except LayoutError as exc:
@@ -592,7 +618,7 @@ def _cmd_inspect(args) -> int:
         raise CLIError("--length must be >= 2", EXIT_USAGE)
     try:
         sd = load_checkpoint(path)
-        blocks = extract(sd, args.arch)
+        blocks = extract(sd, args.arch, **parse_settings(args.settings))
     except CheckpointError as exc:
         raise CLIError(str(exc), EXIT_FILE) from exc
     except LayoutError as exc:

@@ -160,7 +160,7 @@ def cmd_compress_model(args) -> int:
     xc = x[: args.calibration]
     try:
         res = compress(module, xc, ratio=ratio, order=args.order, budget=args.budget, method=args.method,
-                       executor=args.executor, progress=not args.no_progress)
+                       executor=args.executor, progress=not args.no_progress, **cli.parse_settings(args.settings))
     except CalibrationError as exc:
         raise cli.CLIError(f"{args.data}: {exc}", cli.EXIT_FILE) from exc
     new_sd = res.module.state_dict() if not hasattr(res.module, "module") else res.module.module.state_dict()

@@ -71,7 +71,7 @@ from .block import Block, HalfModes, Unit
 
 MULTI = True
 KAPPA = 2.0
-_V4 = {"disc": "zoh", "dt_transform": "exp", "real_transform": "exp", "imag_transform": "none",
+_V4 = {"disc": "zoh", "dt_transform": None, "real_transform": "exp", "imag_transform": "none",
        "dt_fast": False, "bandlimit": None, "rate": 1.0, "bidirectional": None}
 DEFAULTS = {
     "s4": dict(_V4),
@@ -190,6 +190,12 @@ def _unit_io(h, H, cd, bidir):
 
 def extract(sd, prefix: str, arch: str, **settings) -> Block:
     st = {**DEFAULTS[arch], **settings}
+    if arch in ("s4", "s4_dplr") and st["dt_transform"] is None:
+        raise LayoutError(
+            f"{prefix or '<root>'}: S4 blocks need the setting dt_transform, which the state dict does not record "
+            "and which changes the model (the class default is 'exp', the state-spaces configs use 'softplus'): "
+            "pass dt_transform=... (command line: --set dt_transform=softplus), or compress the module itself with "
+            "mor_lqo.torch.compress, which reads it")
     if arch == "s4_dplr":
         st["disc"] = "bilinear"
     if arch == "s4" and prefix + "kernel.A_imag" not in sd and prefix + "kernel.A_real" in sd:

@@ -61,7 +61,7 @@ def test_legs_twin_is_the_legs_operator():
 
     _, _, _, eig_legs = _legs_half(N2)
     np.testing.assert_allclose(eig_legs, -np.arange(N2, 0, -1.0), rtol=1e-8)  # eigenvalues -(1..n)
-    (b,) = extract(legs_block().state_dict())
+    (b,) = extract(legs_block().state_dict(), dt_transform="exp")
     assert b.arch == "s4_dplr"
 
 
@@ -69,12 +69,12 @@ def test_modal_refused_bt_and_h2_report_true_errors():
     m = legs_block()
     sd = m.state_dict()
     with pytest.raises(IllConditionedError, match="non-normal"):
-        compress(sd, "modal", order=6, length=L, progress=False, executor="serial")
+        compress(sd, "modal", order=6, length=L, progress=False, executor="serial", dt_transform="exp")
     with pytest.raises(IllConditionedError, match="non-normal"):
-        reduce_state_dict(sd, order=6)  # the adapter's default method is modal
+        reduce_state_dict(sd, order=6, dt_transform="exp")  # the adapter's default method is modal
     y0 = kernels(m)
     for method in ("bt", "h2"):
-        res = compress(sd, method, order=6, length=L, progress=False, executor="serial")
+        res = compress(sd, method, order=6, length=L, progress=False, executor="serial", dt_transform="exp")
         (lay,) = res.layers
         assert lay["stored_after"] <= 3
         small = S4Block(H, d_state=2 * lay["stored_after"], mode="dplr", rank=1)
@@ -90,11 +90,27 @@ def test_cli_compresses_dplr_checkpoints_and_refuses_modal_on_legs(tmp_path, cap
     from mor_lqo.cli import main
 
     torch.save(legs_block().state_dict(), tmp_path / "legs.pt")
-    rc = main(["compress", str(tmp_path / "legs.pt"), "--order", "6", "--length", str(L), "--out",
+    rc = main(["compress", str(tmp_path / "legs.pt"), "--order", "6", "--length", str(L), "--set", "dt_transform=exp",
+               "--out",
                str(tmp_path / "out"), "--executor", "serial", "--quiet", "--no-progress", "--no-plot"])
     assert rc == 0
     rep = json.loads((tmp_path / "out" / "report.json").read_text())
     assert rep["layers"][0]["stored_after"] <= 3
     rc = main(["compress", str(tmp_path / "legs.pt"), "--method", "modal", "--order", "6", "--length", str(L),
+               "--set", "dt_transform=exp",
                "--out", str(tmp_path / "out2"), "--executor", "serial", "--no-progress"])
     assert rc == 1 and "non-normal" in capsys.readouterr().err and not (tmp_path / "out2").exists()
+
+
+def test_cli_requires_the_settings_the_checkpoint_does_not_record(tmp_path, capsys):
+    from mor_lqo.cli import main, parse_settings
+
+    torch.save(legs_block().state_dict(), tmp_path / "legs.pt")
+    rc = main(["inspect", str(tmp_path / "legs.pt")])
+    assert rc == 4 and "dt_transform" in capsys.readouterr().err
+    rc = main(["compress", str(tmp_path / "legs.pt"), "--order", "6", "--length", str(L), "--out", str(tmp_path / "o")])
+    assert rc == 4 and "--set dt_transform" in capsys.readouterr().err and not (tmp_path / "o").exists()
+    assert main(["inspect", str(tmp_path / "legs.pt"), "--set", "dt_transform=exp"]) == 0
+    assert parse_settings(["a=1", "b=0.5", "c=True", "d=none", "e=softplus"]) == {
+        "a": 1, "b": 0.5, "c": True, "d": None, "e": "softplus"}
+    assert main(["inspect", str(tmp_path / "legs.pt"), "--set", "novalue"]) == 2

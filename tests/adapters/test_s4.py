@@ -27,7 +27,8 @@ CONFIGS = {
 
 
 def settings_of(cfg):
-    return {k: cfg[k] for k in ("disc", "dt_transform", "imag_transform") if k in cfg}
+    """The settings a user passes for a v4 checkpoint (dt_transform is always required: not in the state dict)."""
+    return {"dt_transform": "exp", **{k: cfg[k] for k in ("disc", "dt_transform", "imag_transform") if k in cfg}}
 
 
 def make(cfg, seed=0, **over):
@@ -110,18 +111,20 @@ def test_v4_wrong_settings_are_detected_by_the_shapes_or_values():
     cfg = CONFIGS["default"]
     sd = make(cfg).state_dict()
     with pytest.raises(LayoutError, match="bidirectional"):
-        extract(sd, bidirectional=True)
+        extract(sd, bidirectional=True, dt_transform="exp")
     with pytest.raises(LayoutError, match="disc"):
-        extract(sd, disc="dss")
+        extract(sd, disc="dss", dt_transform="exp")
+    with pytest.raises(LayoutError, match="dt_transform"):  # not in the state dict, changes the model: required
+        extract(sd)
 
 
 def test_v4_training_framework_prefix_in_lightning_checkpoint():
     m = make(CONFIGS["default"])
     sd = {"model.layers.0.layer." + k: v for k, v in m.state_dict().items()}
     ckpt = {"state_dict": sd, "epoch": 1, "global_step": 10}
-    (b,) = extract(ckpt)
+    (b,) = extract(ckpt, dt_transform="exp")
     assert b.name == "model.layers.0.layer.layer."
-    new, _ = reduce_state_dict(ckpt, order=4)
+    new, _ = reduce_state_dict(ckpt, order=4, dt_transform="exp")
     assert set(new) == set(ckpt) and new["state_dict"]["model.layers.0.layer.layer.kernel.C"].shape == (1, H, 2, 2)
 
 
@@ -132,21 +135,21 @@ def test_dplr_extract_reduce_and_identity(bidir):
     y = module_response(m.layer.ssm_output)  # first call sets C~ and l_kernel = L
     sd = m.state_dict()
     assert sd["layer.kernel.l_kernel"].item() == L
-    (b,) = extract(sd)
+    (b,) = extract(sd, dt_transform="exp")
     assert b.arch == "s4_dplr" and not b.systems[0].is_diagonal
     np.testing.assert_allclose(block_response(b), y, atol=F32 * np.abs(y).max())
     # identity: diagonalised write-back with P = 0 and C~ = (1 - mu^L) C
-    new, rep = reduce_state_dict(sd, order=8)
+    new, rep = reduce_state_dict(sd, order=8, dt_transform="exp")
     assert rep[0]["writeback_error"] < 1e-8
     assert not new["layer.kernel.P"].any() and new["layer.kernel.l_kernel"].item() == L
     full = make(cfg, seed=5)
     full.load_state_dict(new, strict=True)
     np.testing.assert_allclose(module_response(full.layer.ssm_output), y, atol=F32 * np.abs(y).max())
     # reduced by modal truncation of the diagonalised system
-    new4, rep4 = reduce_state_dict(sd, order=4)
+    new4, rep4 = reduce_state_dict(sd, order=4, dt_transform="exp")
     small = make(cfg, seed=6, d_state=4)
     small.load_state_dict(new4, strict=True)
-    (b4,) = extract(new4)
+    (b4,) = extract(new4, dt_transform="exp")
     y4 = module_response(small.layer.ssm_output)
     np.testing.assert_allclose(block_response(b4), y4, atol=F32 * np.abs(y4).max())
 

@@ -244,8 +244,10 @@ def test_s4_settings_read_from_module_and_checked():
     hidden = S4Layer(d_state=8)
     hidden.layer.kernel = HiddenTransformKernel(4, d_state=8, dt_transform="softplus")
     before = _state(hidden)
-    with pytest.raises(SettingsMismatchError, match="pass it explicitly"):
+    with pytest.raises(LayoutError, match="dt_transform"):  # unreadable and not given: refused, named
         mt.compress(hidden, u, order=4, executor="serial")
+    with pytest.raises(SettingsMismatchError, match="pass it explicitly"):  # given wrong: the kernel check
+        mt.compress(hidden, u, order=4, executor="serial", dt_transform="exp")
     assert _same(before, _state(hidden))
     ok = mt.compress(hidden, u, order=4, dt_transform="softplus", executor="serial")
     assert ok.report["blocks"][0]["settings_check"] == "kernel"
