@@ -289,3 +289,21 @@ def test_sequence_length_equal_to_width():
     x = torch.randn(3, 8, 1, generator=torch.Generator().manual_seed(6))  # L = 8 = the width of S5Net
     res = mt.compress(S5Net(), x, order=8, executor="serial")
     assert res.report["length"] == 8
+
+
+@pytest.mark.parametrize("method", ["modal", "bt", "h2"])
+def test_trained_s5_with_a_slightly_unstable_mode(method):
+    """s5-pytorch stores Lambda freely, and training can push a mode to Re > 0: the reducers keep such a mode
+    exactly (it is harmless over the horizon the network uses) and reduce the rest."""
+    x = torch.randn(4, 30, 1, generator=torch.Generator().manual_seed(7))
+    net = S5Net()
+    with torch.no_grad():
+        lam = net.blocks[1].s5.seq.Lambda
+        lam[3] = torch.complex(torch.tensor(0.05), lam[3].imag)
+    res = mt.compress(net, x, order=8, method=method, executor="serial")
+    kept = res.module.blocks[1].s5.seq.Lambda
+    assert kept.shape == (4,) and torch.any(kept.real > 0)  # the unstable mode, unchanged
+    assert torch.isclose(kept[kept.real > 0][0], net.blocks[1].s5.seq.Lambda[3])
+    b = res.report["blocks"][1]
+    d = _impulse(res.module.blocks[1].s5, 8, 30) - _impulse(net.blocks[1].s5, 8, 30)
+    assert d.norm().item() == pytest.approx(b["h2_error_L"], rel=F32)
