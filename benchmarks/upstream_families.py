@@ -23,7 +23,8 @@ OUT = Path(__file__).resolve().parent / "results"
 RATIOS = ("1/2", "1/4", "1/8", "1/16")
 METHODS = ("modal", "bt", "h2")
 H = {"s5": 32, "lru": 32, "s4d": 32}
-STATE = {"s5": 64, "lru": 64, "s4d": 64}  # s5: P (complex), lru: state features, s4d: d_state (real)
+STATE = {"s5": 64, "lru": 64, "s4d": 64}
+EPOCHS = {"s5": 20, "lru": 4, "s4d": 20}  # s5: P (complex), lru: state features, s4d: d_state (real)
 
 
 def build(family: str):
@@ -89,7 +90,12 @@ def train(family: str, data, epochs: int):
         model.load_state_dict(torch.load(path, weights_only=True))
         return model, None
     x, y = data["x"], data["y"]
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
+    # as the bundled models: AdamW lr 1e-2, the SSM tensors lr 1e-3 without weight decay, cosine schedule
+    ssm = [p for n, p in model.named_parameters() if ".layer." in n and "output_linear" not in n
+           and not n.endswith(".D")]
+    rest = [p for p in model.parameters() if all(p is not q for q in ssm)]
+    opt = torch.optim.AdamW([{"params": rest, "lr": 1e-2, "weight_decay": 0.01},
+                             {"params": ssm, "lr": 1e-3, "weight_decay": 0.0}])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
@@ -150,7 +156,7 @@ def table(rows: list[dict]) -> str:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--families", default="s4d,s5,lru")
-    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=None, help="default: 20 (s4d, s5), 4 (lru: a Python loop per step)")
     args = ap.parse_args(argv)
     import torch
 
@@ -163,7 +169,7 @@ def main(argv=None) -> None:
     out_path = OUT / "upstream_families.json"
     results = json.loads(out_path.read_text()) if out_path.is_file() else {}
     for family in args.families.split(","):
-        model, t_train = train(family, data, args.epochs)
+        model, t_train = train(family, data, args.epochs or EPOCHS[family])
         rows = sweep(family, model, data)
         results[family] = {"train_seconds": t_train, "rows": rows}
         print(table(rows), "\n", flush=True)
