@@ -87,9 +87,11 @@ def _candidates(core: nn.Module, fb: FoundBlock) -> list[tuple[str, nn.Module]]:
 CHANNELS_LAST = ("s5", "s5_jax", "lru", "lru_jax", "lqo")
 
 
-def _to_blm(arrays: list[np.ndarray], m: int, module: nn.Module, channels_last: bool = False) -> np.ndarray | None:
-    """Stack recorded inputs as (batch, L, m); None if they do not look like sequences of m channels."""
-    out = []
+def _to_blm(arrays: list[np.ndarray], m: int, module: nn.Module, channels_last: bool = False
+            ) -> tuple[np.ndarray, bool] | None:
+    """Recorded inputs stacked as (batch, L, m) and whether the module takes them as (batch, m, L); None if
+    they do not look like sequences of m channels."""
+    out, swapped = [], False
     for a in arrays:
         if a.ndim == 2:
             a = a[None]
@@ -108,20 +110,22 @@ def _to_blm(arrays: list[np.ndarray], m: int, module: nn.Module, channels_last: 
             out.append(a)
         elif mid:
             out.append(np.swapaxes(a, 1, 2))
+            swapped = True
         else:
             return None
     lengths = sorted({a.shape[1] for a in out})
     if len(lengths) > 1:
         raise CalibrationError(f"calibration batches have different sequence lengths {lengths}; the finite-horizon "
                                "fit needs one length")
-    return np.ascontiguousarray(np.concatenate(out, axis=0))
+    return np.ascontiguousarray(np.concatenate(out, axis=0)), swapped
 
 
 def record_block_inputs(core: nn.Module, blocks: list[FoundBlock], ms: dict[str, int], calibration, dtype,
-                        device) -> tuple[dict[str, np.ndarray], dict[str, str], list]:
+                        device) -> tuple[dict[str, np.ndarray], dict[str, tuple[str, bool]], list]:
     """Run the calibration batches through ``core`` (eval mode, no grad) and record every block's input.
 
-    Returns ``({prefix: (B, L, m) float64}, {prefix: path of the module whose input was recorded}, outputs)``.
+    Returns ``({prefix: (B, L, m) float64}, {prefix: (path of the module whose input was recorded, whether it
+    takes (B, m, L))}, outputs)``.
     The module's training flag is restored and every hook removed, also on errors.
     """
     seen: dict[tuple[str, str], list[np.ndarray]] = {}
@@ -160,9 +164,9 @@ def record_block_inputs(core: nn.Module, blocks: list[FoundBlock], ms: dict[str,
     for fb in blocks:
         for path, mod in cands[fb.prefix]:
             arrays = seen.get((fb.prefix, path))
-            U = None if arrays is None else _to_blm(arrays, ms[fb.prefix], mod, fb.arch in CHANNELS_LAST)
-            if U is not None:
-                recorded[fb.prefix], where[fb.prefix] = U, path
+            got = None if arrays is None else _to_blm(arrays, ms[fb.prefix], mod, fb.arch in CHANNELS_LAST)
+            if got is not None:
+                recorded[fb.prefix], where[fb.prefix] = got[0], (path, got[1])
                 break
         else:
             raise CalibrationError(f"{fb.prefix or '<root>'}: no (batch, L, {ms[fb.prefix]}) input sequence was seen "

@@ -239,6 +239,9 @@ def test_s4_settings_read_from_module_and_checked():
     res = mt.compress(m, u, order=4, executor="serial")
     assert res.report["settings"]["dt_transform"] == "softplus"
     assert res.report["blocks"][0]["settings_check"] == "kernel"
+    with torch.no_grad():  # a (B, H, L) layer without a `transposed` flag: its output error is still measured
+        y0, y1 = m(u).double(), res.module(u).double()
+    assert res.report["blocks"][0]["output_error"] == pytest.approx(((y1 - y0).norm() / y0.norm()).item(), rel=1e-6)
     with pytest.raises(SettingsMismatchError, match="dt_transform"):
         mt.compress(m, u, order=4, dt_transform="exp", executor="serial")
     hidden = S4Layer(d_state=8)
