@@ -25,7 +25,7 @@ from ..models import LQOModel, S4DModel
 from .allocation import _bound_method
 from .budget import _check_budget, _even_order, _n, _orders_from, _param_model, _uniform_for_budget, parse_ratio
 from .constants import WRITEBACK_RTOL, CompressionError
-from .recorded import check_layer_inputs, recorded_calibration
+from .recorded import READOUT_SEQUENCES, check_layer_inputs, recorded_calibration
 from .tasks import _block_tasks, _collect, _reduce_task, _resolve_executor, _work
 from .verify import _flat_input, _like, _reference_model, _verify_block
 from .weights import lag_weights, lqo_mode_scores
@@ -193,8 +193,9 @@ def reduce_blocks(method: str, net: Network, plan: OrderPlan, weights, scores, e
         for b in net.lti:
             r = plan.orders.get(b.name)
             if r is not None:
+                rec = None if net.recorded is None else net.recorded.get(b.name)
                 tasks += _block_tasks(b, r, method, net.length, weights.get(b.name), n_chunks, options,
-                                      scores.get(b.name))
+                                      scores.get(b.name), None if rec is None else rec[:READOUT_SEQUENCES])
         outs = run_tasks(_reduce_task, tasks, ex, progress, desc=f"mor-lqo {method}")
         failed = False
         return _collect(tasks, outs), None

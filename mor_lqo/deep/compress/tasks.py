@@ -75,8 +75,9 @@ def _reduce_task_impl(task: dict) -> dict:
             else:
                 red = [modal_reducer(hm, r, L) for hm in sub]
         elif method in ("h2", "bound") and not _is_siso_batch(sub):
-            red = [_mimo_h2(hm, r, dts[i], None if scores is None else scores[i], kappa, sign, rank, L, opts, notes)
-                   for hm, i in zip(sub, todo)]
+            rec = task.get("inputs")
+            red = [_mimo_h2(hm, r, dts[i], None if scores is None else scores[i], kappa, sign, rank, L, opts, notes,
+                            None if rec is None else rec[i]) for hm, i in zip(sub, todo)]
         elif method in ("h2", "bound") and _is_siso_batch(sub):
             lam, B, C = _siso_arrays(sub)
             if L is not None:
@@ -172,9 +173,33 @@ def _reduce_unit(fn, method: str, hm, dt: float, r: int, layout: tuple, notes: l
         raise type(exc)(f"{where}: {exc}") from exc
 
 
-def _mimo_h2(hm: HalfModes, r: int, dt: float, score, kappa, sign, rank, L, opts, notes) -> HalfModes:
+def _mimo_h2(hm: HalfModes, r: int, dt: float, score, kappa, sign, rank, L, opts, notes, recorded=None
+             ) -> HalfModes:
     """MIMO/LQO block: h2_gradient from the (data-ranked) modal start with finite-horizon h2-optimal
-    readouts (when L is known); the better of start and result in the finite-horizon error."""
+    readouts (when L is known); the better of start and result in the finite-horizon error. With recorded
+    inputs ``(U, forward rows, bwd_shift)``, both candidates also get the readout that minimises the output
+    error on the data (:func:`~mor_lqo.deep.compress.recorded.data_readout`), and the candidate with the
+    smallest output error on the data is returned."""
+    red = _mimo_h2_candidate(hm, r, dt, score, kappa, sign, rank, L, opts, notes)
+    if recorded is None or hm.M is not None:
+        return red
+    from .recorded import data_output_error, data_readout
+
+    U, n_fwd, shift = recorded
+    start = _select_by_score(hm, r, score) if score is not None else modal_reducer(hm, r, L)
+    cands = [red, start, data_readout(hm, start, U, n_fwd, shift)]
+    if red is not start:
+        cands.append(data_readout(hm, red, U, n_fwd, shift))
+    errs = [data_output_error(hm, c, U, n_fwd, shift) for c in cands]
+    best = int(np.argmin(errs))
+    if best >= 2:
+        notes.append("readout C fitted to the recorded block inputs (least output error on the calibration data)")
+    return cands[best]
+
+
+def _mimo_h2_candidate(hm: HalfModes, r: int, dt: float, score, kappa, sign, rank, L, opts, notes) -> HalfModes:
+    """h2_gradient from the (data-ranked) modal start; the better of start and result in the finite-horizon
+    error."""
     import mor_lqo
 
     start = _select_by_score(hm, r, score) if score is not None else modal_reducer(hm, r, L)
@@ -232,7 +257,9 @@ def _unit_modes(unit, kappa: float, sign: int, method: str, where: str) -> HalfM
 
 
 def _block_tasks(block: Block, r: int, method: str, length, weights, n_chunks: int, options,
-                 scores=None) -> list[dict]:
+                 scores=None, inputs=None) -> list[dict]:
+    """Picklable reduction tasks for the units of one block (in chunks). ``inputs`` (B, L, m): recorded
+    block inputs; MIMO units reduced by ``"h2"`` get their slice for the data-weighted readout."""
     fam = family(block.arch)
     units = block.units
     chunks = [np.arange(len(units))]
@@ -250,6 +277,8 @@ def _block_tasks(block: Block, r: int, method: str, length, weights, n_chunks: i
             "kappa": fam.kappa(block), "sign": fam.sign(block), "rank": rank, "length": length,
             "weights": None if weights is None else weights[c], "options": options,
             "scores": None if scores is None else [scores[i] for i in c],
+            "inputs": None if inputs is None or method != "h2" else [
+                (inputs[:, :, units[i].inputs], units[i].outputs.size, units[i].bwd_shift) for i in c],
         })
     return tasks
 
