@@ -68,14 +68,13 @@ def _set_state_sizes(mod: nn.Module, old_n: int, new_n: int, done: set) -> list[
     return changed
 
 
-def _set_size_hints(mod: nn.Module, build: Mapping, old_sizes: Mapping) -> list[str]:
+def _set_size_hints(mod: nn.Module, build: Mapping) -> list[str]:
     """Integer attributes named like the layout's constructor hints (``d_state``, ``state_features``, ...)."""
     changed = []
     for sub in mod.modules():
         for name, value in (build or {}).items():
             cur = vars(sub).get(name)
-            if isinstance(cur, int) and not isinstance(cur, bool) and isinstance(value, int) \
-                    and cur == old_sizes.get(name, cur) and cur != value:
+            if isinstance(cur, int) and not isinstance(cur, bool) and isinstance(value, int) and cur != value:
                 setattr(sub, name, value)
                 changed.append(f"{type(sub).__name__}.{name} {cur} -> {value}")
     return changed
@@ -105,8 +104,7 @@ def build_reduced(core: nn.Module, new_flat: Mapping[str, torch.Tensor], layers:
             continue
         path = names[id(mod)]
         sub = new.get_submodule(path) if path else new
-        old_sizes = {k: _old_size(mod, k) for k in (lay.get("build") or {})}
-        notes += [f"{lay['name']}: {c}" for c in _set_size_hints(sub, lay.get("build"), old_sizes)]
+        notes += [f"{lay['name']}: {c}" for c in _set_size_hints(sub, lay.get("build"))]
         done = {(id(m), k) for m in sub.modules() for k in (lay.get("build") or {})}
         notes += [f"{lay['name']}: {c}" for c in _set_state_sizes(sub, int(lay["stored_before"]),
                                                                     int(lay["stored_after"]), done)]
@@ -115,11 +113,3 @@ def build_reduced(core: nn.Module, new_flat: Mapping[str, torch.Tensor], layers:
                 notes.append(f"{lay['name']}: zero state attribute {name!r} resized to {lay['stored_after']}")
     new.load_state_dict(dict(new_flat), strict=True)
     return new, notes
-
-
-def _old_size(mod: nn.Module, name: str):
-    for sub in mod.modules():
-        v = vars(sub).get(name)
-        if isinstance(v, int) and not isinstance(v, bool):
-            return v
-    return None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -25,7 +26,7 @@ from .constants import DATA_RIDGE, CompressionError
 from .weights import lag_weights
 
 __all__ = ["check_layer_inputs", "recorded_mode_scores", "recorded_calibration", "quadratic_energy", "data_readout",
-           "data_output_error"]
+           "data_output_error", "full_outputs"]
 
 
 def check_layer_inputs(layer_inputs: Mapping, blocks: Sequence[Block], length) -> tuple[dict, int]:
@@ -171,19 +172,31 @@ def _outputs(hm: HalfModes, U: np.ndarray, rows: slice, reverse: bool, shift: in
     return X, hm.kappa * np.real(X @ hm.C[rows].T)
 
 
+def _directions(full: HalfModes, n_fwd_rows: int | None):
+    """(output rows, time reversed) of each direction of a unit: causal rows, then anticausal rows if any."""
+    p = full.p if n_fwd_rows is None else int(n_fwd_rows)
+    return [(rows, rev) for rows, rev in ((slice(0, p), False), (slice(p, full.p), True)) if rows.start < rows.stop]
+
+
+def full_outputs(full: HalfModes, U: np.ndarray, n_fwd_rows: int | None = None, bwd_shift: int = 1) -> list:
+    """The full unit's linear outputs on U per direction (targets shared by :func:`data_readout` and
+    :func:`data_output_error`, so that they are simulated once)."""
+    return [_outputs(full, U, rows, rev, bwd_shift)[1] for rows, rev in _directions(full, n_fwd_rows)]
+
+
 def data_output_error(full: HalfModes, red: HalfModes, U: np.ndarray, n_fwd_rows: int | None = None,
-                      bwd_shift: int = 1) -> float:
+                      bwd_shift: int = 1, targets: list | None = None) -> float:
     r"""Squared SSM-output error :math:`\sum_{b,k}\|y_k - \hat y_k\|^2` of a reduced MIMO unit on inputs U.
 
     Linear outputs only (the feed-through D is kept by every reduction and cancels); rows beyond
-    ``n_fwd_rows`` are the anticausal direction (time-reversed inputs).
+    ``n_fwd_rows`` are the anticausal direction (time-reversed inputs). ``targets``: the full unit's outputs
+    from :func:`full_outputs` (computed here if not given).
     """
-    p = full.p if n_fwd_rows is None else int(n_fwd_rows)
+    dirs = _directions(full, n_fwd_rows)
+    targets = full_outputs(full, U, n_fwd_rows, bwd_shift) if targets is None else targets
     err = 0.0
-    for rows, rev in ((slice(0, p), False), (slice(p, full.p), True)):
-        if rows.start == rows.stop:
-            continue
-        d = _outputs(full, U, rows, rev, bwd_shift)[1] - _outputs(red, U, rows, rev, bwd_shift)[1]
+    for (rows, rev), Y in zip(dirs, targets):
+        d = Y - _outputs(red, U, rows, rev, bwd_shift)[1]
         err += float(np.sum(d * d))
     return err
 
@@ -202,7 +215,7 @@ def _markov(full: HalfModes, rows: slice, L: int) -> np.ndarray:
 
 
 def data_readout(full: HalfModes, red: HalfModes, U: np.ndarray, n_fwd_rows: int | None = None,
-                 bwd_shift: int = 1, rho: float = DATA_RIDGE) -> HalfModes:
+                 bwd_shift: int = 1, rho: float = DATA_RIDGE, targets: list | None = None) -> HalfModes:
     r"""The reduced unit with the readout :math:`\hat C` fitted to the block's output on inputs U.
 
     For fixed :math:`(\hat\lambda, \hat B)` both the reduced output :math:`\hat y_k = \kappa\,\mathrm{Re}
@@ -216,21 +229,20 @@ def data_readout(full: HalfModes, red: HalfModes, U: np.ndarray, n_fwd_rows: int
     horizon h2 error) plus ``rho`` times the finite-horizon h2 error over the L recorded lags (the MIMO
     analogue of the ridge of the SISO lag weights: it keeps the readout sensible in input directions the
     data never excite). One least-squares problem per direction of a bidirectional unit, shared by all its
-    outputs. Quadratic outputs are not refitted (``red`` returned unchanged).
+    outputs. Quadratic outputs are not refitted (``red`` returned unchanged). ``targets``: as in
+    :func:`data_output_error`.
     """
     if full.M is not None or red.M is not None:
         return red
-    p = full.p if n_fwd_rows is None else int(n_fwd_rows)
     U = np.asarray(U, np.float64)
+    dirs = _directions(full, n_fwd_rows)
+    targets = full_outputs(full, U, n_fwd_rows, bwd_shift) if targets is None else targets
     B_, L = U.shape[0], U.shape[1]
     tau = max(B_ * L * float(np.mean(U * U)), 1e-300)
     G = _markov_design(red, L)
     GG = G.T @ G
     blocks = []
-    for rows, rev in ((slice(0, p), False), (slice(p, full.p), True)):
-        if rows.start == rows.stop:
-            continue
-        _, Y = _outputs(full, U, rows, rev, bwd_shift)
+    for (rows, rev), Y in zip(dirs, targets):
         X, _ = _outputs(red, U, rows, rev, bwd_shift)
         F = red.kappa * np.concatenate([X.real, -X.imag], axis=2).reshape(-1, 2 * red.n)
         A = F.T @ F / tau + rho * GG
@@ -238,6 +250,4 @@ def data_readout(full: HalfModes, red: HalfModes, U: np.ndarray, n_fwd_rows: int
         rhs = F.T @ Y.reshape(-1, Y.shape[2]) / tau + rho * (G.T @ _markov(full, rows, L))
         th = np.linalg.solve(A, rhs)
         blocks.append((th[: red.n] + 1j * th[red.n :]).T)
-    from dataclasses import replace
-
     return replace(red, C=np.concatenate(blocks, axis=0))

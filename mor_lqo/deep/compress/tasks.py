@@ -180,29 +180,31 @@ def _mimo_h2(hm: HalfModes, r: int, dt: float, score, kappa, sign, rank, L, opts
     inputs ``(U, forward rows, bwd_shift)``, both candidates also get the readout that minimises the output
     error on the data (:func:`~mor_lqo.deep.compress.recorded.data_readout`), and the candidate with the
     smallest output error on the data is returned."""
-    red = _mimo_h2_candidate(hm, r, dt, score, kappa, sign, rank, L, opts, notes)
+    start = _select_by_score(hm, r, score) if score is not None else modal_reducer(hm, r, L)
+    red = _mimo_h2_candidate(hm, r, dt, start, rank, L, opts, notes, (kappa, sign))
     if recorded is None or hm.M is not None:
         return red
-    from .recorded import data_output_error, data_readout
+    from .recorded import data_output_error, data_readout, full_outputs
 
     U, n_fwd, shift = recorded
-    start = _select_by_score(hm, r, score) if score is not None else modal_reducer(hm, r, L)
-    cands = [red, start, data_readout(hm, start, U, n_fwd, shift)]
+    Y = full_outputs(hm, U, n_fwd, shift)  # simulated once for every candidate
+    cands = [red, start, data_readout(hm, start, U, n_fwd, shift, targets=Y)]
     if red is not start:
-        cands.append(data_readout(hm, red, U, n_fwd, shift))
-    errs = [data_output_error(hm, c, U, n_fwd, shift) for c in cands]
+        cands.append(data_readout(hm, red, U, n_fwd, shift, targets=Y))
+    errs = [data_output_error(hm, c, U, n_fwd, shift, targets=Y) for c in cands]
     best = int(np.argmin(errs))
     if best >= 2:
         notes.append("readout C fitted to the recorded block inputs (least output error on the calibration data)")
     return cands[best]
 
 
-def _mimo_h2_candidate(hm: HalfModes, r: int, dt: float, score, kappa, sign, rank, L, opts, notes) -> HalfModes:
-    """h2_gradient from the (data-ranked) modal start; the better of start and result in the finite-horizon
-    error."""
+def _mimo_h2_candidate(hm: HalfModes, r: int, dt: float, start: HalfModes, rank, L, opts, notes, layout
+                       ) -> HalfModes:
+    """h2_gradient from the (data-ranked) modal ``start``; the better of start and result in the finite-horizon
+    error. ``layout``: (kappa, sign) of the stored modes."""
     import mor_lqo
 
-    start = _select_by_score(hm, r, score) if score is not None else modal_reducer(hm, r, L)
+    kappa, sign = layout
     if L is not None:
         refit = refit_readout(hm, start, L, rank)
         if _unit_errors([hm], [refit], [dt], L)["h2_error_L"][0] <= _unit_errors([hm], [start], [dt], L)[
@@ -277,7 +279,7 @@ def _block_tasks(block: Block, r: int, method: str, length, weights, n_chunks: i
             "kappa": fam.kappa(block), "sign": fam.sign(block), "rank": rank, "length": length,
             "weights": None if weights is None else weights[c], "options": options,
             "scores": None if scores is None else [scores[i] for i in c],
-            "inputs": None if inputs is None or method != "h2" else [
+            "inputs": None if inputs is None or method != "h2" or _is_siso_batch([modes[i] for i in c]) else [
                 (inputs[:, :, units[i].inputs], units[i].outputs.size, units[i].bwd_shift) for i in c],
         })
     return tasks
