@@ -97,38 +97,3 @@ def test_orders_are_budgets_for_dense_reducers(method):
     assert all(lay["order_after"] <= 8 for lay in res.layers)
     if method == "bt":  # BT at order 8 gives real poles on some channels of this model (IRKA does not)
         assert any("orders are budgets" in n for n in res.notes)
-
-
-def _objective(full, red, U, rho, n_fwd=None):
-    """The data-readout objective computed independently: simulation by LQOSystem.simulate + Markov params."""
-    from mor_lqo.deep.compress.recorded import data_output_error  # noqa: F401 (checked separately below)
-
-    p = full.p if n_fwd is None else n_fwd
-    B_, L, _ = U.shape
-    tau = B_ * L * np.mean(U * U)
-    sim = lambda hm, u: hm.system().simulate(u)[:, :p] - u @ hm.D[:p].T  # noqa: E731 - linear part, causal rows
-    data = sum(np.sum((sim(full, u) - sim(red, u)) ** 2) for u in U)
-    hf = np.real(full.system().impulse_response(L))[:, :p] - np.eye(L)[:, :1, None] * full.D[None, :p]
-    hr = np.real(red.system().impulse_response(L))[:, :p] - np.eye(L)[:, :1, None] * red.D[None, :p]
-    return data / tau + rho * np.sum((hf - hr) ** 2), data
-
-
-def test_data_readout_minimises_its_objective_and_errors_match_simulation():
-    from mor_lqo.deep.compress.recorded import data_output_error, data_readout
-
-    full = _modes(5, n=8, m=3, p=2)
-    U = np.cumsum(np.random.default_rng(6).standard_normal((4, 25, 3)), axis=1) * 0.3
-    start = full.select([0, 2, 5])
-    fit = data_readout(full, start, U, rho=1e-2)
-    f_start, d_start = _objective(full, start, U, 1e-2)
-    f_fit, d_fit = _objective(full, fit, U, 1e-2)
-    assert data_output_error(full, start, U) == pytest.approx(d_start, rel=1e-10)
-    assert data_output_error(full, fit, U) == pytest.approx(d_fit, rel=1e-10)
-    assert f_fit <= f_start
-    rng = np.random.default_rng(7)  # a minimiser: no perturbation of the readout lowers the objective
-    for _ in range(5):
-        C2 = fit.C + 1e-3 * (rng.standard_normal(fit.C.shape) + 1j * rng.standard_normal(fit.C.shape))
-        assert _objective(full, HalfModes(fit.lam, fit.B, C2, fit.D, fit.kappa), U, 1e-2)[0] >= f_fit
-    # with all modes kept the refit reproduces the full readout (zero error)
-    same = data_readout(full, full, U, rho=1e-2)
-    np.testing.assert_allclose(same.C, full.C, rtol=1e-5)  # normal equations: condition number squared

@@ -142,11 +142,12 @@ def compress(model_or_state_dict, method: str = DEFAULT_METHOD, ratio=None, orde
     plan = plan_orders(method, ratio, order, budget, net)
     timings["orders"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    weights, scores = calibrate(method, net, float(options.get("rho", DATA_RIDGE)))
+    weights, scores, block_inputs = calibrate(method, net, float(options.get("rho", DATA_RIDGE)))
     if (net.x_cal is not None or net.recorded is not None) and method in ("h2", "modal", "bound"):
         timings["calibration"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    results, bound_info = reduce_blocks(method, net, plan, weights, scores, executor, progress, options)
+    results, bound_info = reduce_blocks(method, net, plan, weights, scores, executor, progress, options,
+                                        block_inputs)
     timings["reduce"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     new_flat, layers, notes = write_back(net, results, bound_info)

@@ -19,6 +19,9 @@ DEFAULT_RATIO = Fraction(1, 8)
 DATA_RIDGE = 1e-2
 
 
+DATA_FIT_ITERS = 200  # L-BFGS iterations of the data-weighted joint fit of MIMO/LQO units
+
+
 FIT_RIDGE = 1e-4
 
 

@@ -25,7 +25,7 @@ from ..models import LQOModel, S4DModel
 from .allocation import _bound_method
 from .budget import _check_budget, _even_order, _n, _orders_from, _param_model, _uniform_for_budget, parse_ratio
 from .constants import WRITEBACK_RTOL, CompressionError
-from .recorded import READOUT_SEQUENCES, check_layer_inputs, recorded_calibration
+from .recorded import check_layer_inputs, readout_sequences, recorded_calibration
 from .tasks import _block_tasks, _collect, _reduce_task, _resolve_executor, _work
 from .verify import _flat_input, _like, _reference_model, _verify_block
 from .weights import lag_weights, lqo_mode_scores
@@ -119,16 +119,18 @@ def plan_orders(method: str, ratio, order, budget, net: Network) -> OrderPlan:
     return OrderPlan(orders, budget, pm)
 
 
-def calibrate(method: str, net: Network, rho: float) -> tuple[dict[str, np.ndarray], dict[str, list]]:
-    """Data weights (lag covariances, per-channel S4D layouts) and mode scores (LQO) from the calibration
-    inputs recorded at every block of the original network."""
+def calibrate(method: str, net: Network, rho: float) -> tuple[dict[str, np.ndarray], dict[str, list], dict | None]:
+    """Data weights (lag covariances, per-channel S4D layouts), mode scores (MIMO/LQO blocks) and the block
+    inputs for the data-weighted MIMO fits (``{block name: (B, L, m)}`` or None), from the calibration inputs
+    recorded at every block of the original network."""
     weights: dict[str, np.ndarray] = {}
     scores: dict[str, list] = {}
     if net.recorded is not None and method in ("h2", "modal"):
         _check_recorded_memory(net)
-        return recorded_calibration(net.lti, net.recorded, method, rho)
+        return (*recorded_calibration(net.lti, net.recorded, method, rho), net.recorded)
     if net.x_cal is None or method not in ("h2", "modal", "bound"):
-        return weights, scores
+        return weights, scores, None
+    inputs = {}
     _check_calibration_memory(net, method)
     _, trace = net.ref.forward(net.x_cal, return_layer_inputs=True)
     for i, (b, tr) in enumerate(zip(net.blocks, trace)):
@@ -136,7 +138,8 @@ def calibrate(method: str, net: Network, rho: float) -> tuple[dict[str, np.ndarr
             weights[b.name] = lag_weights(tr["input"], rho)
         elif isinstance(net.ref, LQOModel):
             scores[b.name] = [lqo_mode_scores(net.ref, i, tr["input"])]
-    return weights, scores
+            inputs[b.name] = tr["input"]
+    return weights, scores, inputs or None
 
 
 def _check_calibration_memory(net: Network, method: str) -> None:
@@ -174,7 +177,7 @@ def _check_recorded_memory(net: Network) -> None:
 
 
 def reduce_blocks(method: str, net: Network, plan: OrderPlan, weights, scores, executor, progress: bool,
-                  options: dict) -> tuple[dict[str, dict], dict | None]:
+                  options: dict, inputs: dict | None = None) -> tuple[dict[str, dict], dict | None]:
     """Run the per-block reductions (``{block name: result}``, bound information or None).
 
     An executor created here is shut down afterwards; on an error or interruption its pending tasks
@@ -193,9 +196,9 @@ def reduce_blocks(method: str, net: Network, plan: OrderPlan, weights, scores, e
         for b in net.lti:
             r = plan.orders.get(b.name)
             if r is not None:
-                rec = None if net.recorded is None else net.recorded.get(b.name)
+                rec = None if inputs is None else inputs.get(b.name)
                 tasks += _block_tasks(b, r, method, net.length, weights.get(b.name), n_chunks, options,
-                                      scores.get(b.name), None if rec is None else rec[:READOUT_SEQUENCES])
+                                      scores.get(b.name), None if rec is None else rec[:readout_sequences(rec)])
         outs = run_tasks(_reduce_task, tasks, ex, progress, desc=f"mor-lqo {method}")
         failed = False
         return _collect(tasks, outs), None

@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 
 import numpy as np
 
 from ...adapters.block import Block, HalfModes, Unit
-from .constants import DATA_RIDGE, CompressionError
+from .constants import CompressionError
 from .weights import lag_weights
 
-__all__ = ["check_layer_inputs", "recorded_mode_scores", "recorded_calibration", "quadratic_energy", "data_readout",
-           "data_output_error", "full_outputs"]
+__all__ = ["check_layer_inputs", "recorded_mode_scores", "recorded_calibration", "quadratic_energy",
+           "readout_sequences"]
 
 
 def check_layer_inputs(layer_inputs: Mapping, blocks: Sequence[Block], length) -> tuple[dict, int]:
@@ -159,95 +158,12 @@ def recorded_calibration(blocks: Sequence[Block], layer_inputs: Mapping[str, np.
     return weights, scores
 
 
-# Calibration sequences kept per block for the data-weighted readout of MIMO blocks (bounds task memory).
+# Calibration data kept per block for the data-weighted fits of MIMO blocks (bounds task memory and time):
+# at least READOUT_SEQUENCES sequences, more while they hold at most READOUT_VALUES numbers.
 READOUT_SEQUENCES = 32
+READOUT_VALUES = 2_000_000
 
 
-def _outputs(hm: HalfModes, U: np.ndarray, rows: slice, reverse: bool, shift: int) -> tuple[np.ndarray, np.ndarray]:
-    """(states (B, L', n), outputs kappa Re(C_rows x) (B, L', p_rows)) on U, forward or time-reversed."""
-    Us = U[:, ::-1] if reverse else U
-    X = _states(hm.lam, Us @ hm.B.T)
-    if reverse and shift:
-        X = X[:, :-1]
-    return X, hm.kappa * np.real(X @ hm.C[rows].T)
-
-
-def _directions(full: HalfModes, n_fwd_rows: int | None):
-    """(output rows, time reversed) of each direction of a unit: causal rows, then anticausal rows if any."""
-    p = full.p if n_fwd_rows is None else int(n_fwd_rows)
-    return [(rows, rev) for rows, rev in ((slice(0, p), False), (slice(p, full.p), True)) if rows.start < rows.stop]
-
-
-def full_outputs(full: HalfModes, U: np.ndarray, n_fwd_rows: int | None = None, bwd_shift: int = 1) -> list:
-    """The full unit's linear outputs on U per direction (targets shared by :func:`data_readout` and
-    :func:`data_output_error`, so that they are simulated once)."""
-    return [_outputs(full, U, rows, rev, bwd_shift)[1] for rows, rev in _directions(full, n_fwd_rows)]
-
-
-def data_output_error(full: HalfModes, red: HalfModes, U: np.ndarray, n_fwd_rows: int | None = None,
-                      bwd_shift: int = 1, targets: list | None = None) -> float:
-    r"""Squared SSM-output error :math:`\sum_{b,k}\|y_k - \hat y_k\|^2` of a reduced MIMO unit on inputs U.
-
-    Linear outputs only (the feed-through D is kept by every reduction and cancels); rows beyond
-    ``n_fwd_rows`` are the anticausal direction (time-reversed inputs). ``targets``: the full unit's outputs
-    from :func:`full_outputs` (computed here if not given).
-    """
-    dirs = _directions(full, n_fwd_rows)
-    targets = full_outputs(full, U, n_fwd_rows, bwd_shift) if targets is None else targets
-    err = 0.0
-    for (rows, rev), Y in zip(dirs, targets):
-        d = Y - _outputs(red, U, rows, rev, bwd_shift)[1]
-        err += float(np.sum(d * d))
-    return err
-
-
-def _markov_design(red: HalfModes, L: int) -> np.ndarray:
-    """(L m, 2q) design of the reduced Markov parameters in (Re C, Im C): h[l][j, i] = row (l, i) . theta_j."""
-    G = np.power(red.lam[:, None], np.arange(L))[:, :, None] * red.B[:, None, :]  # (q, L, m)
-    return red.kappa * np.concatenate([G.real, -G.imag], axis=0).reshape(2 * red.n, -1).T
-
-
-def _markov(full: HalfModes, rows: slice, L: int) -> np.ndarray:
-    """(L m, p_rows) real Markov parameters of the rows' linear output (targets of the design above)."""
-    pw = np.power(full.lam[:, None], np.arange(L))
-    h = full.kappa * np.einsum("jp,pl,pm->ljm", full.C[rows], pw, full.B, optimize=True).real  # (L, p, m)
-    return h.transpose(0, 2, 1).reshape(-1, h.shape[1])
-
-
-def data_readout(full: HalfModes, red: HalfModes, U: np.ndarray, n_fwd_rows: int | None = None,
-                 bwd_shift: int = 1, rho: float = DATA_RIDGE, targets: list | None = None) -> HalfModes:
-    r"""The reduced unit with the readout :math:`\hat C` fitted to the block's output on inputs U.
-
-    For fixed :math:`(\hat\lambda, \hat B)` both the reduced output :math:`\hat y_k = \kappa\,\mathrm{Re}
-    (\hat C \hat x_k)` and the reduced Markov parameters are linear in :math:`(\mathrm{Re}\,\hat C,
-    \mathrm{Im}\,\hat C)`; :math:`\hat C` minimises
-
-    .. math::  \frac{1}{\tau}\sum_{b,k}\|y_k - \hat y_k\|^2 + \rho \sum_{l<L}\|h_l - \hat h_l\|_F^2,
-       \qquad \tau = B L \overline{u^2},
-
-    the output error on the recorded inputs (normalised so that white unit inputs weigh like the finite-
-    horizon h2 error) plus ``rho`` times the finite-horizon h2 error over the L recorded lags (the MIMO
-    analogue of the ridge of the SISO lag weights: it keeps the readout sensible in input directions the
-    data never excite). One least-squares problem per direction of a bidirectional unit, shared by all its
-    outputs. Quadratic outputs are not refitted (``red`` returned unchanged). ``targets``: as in
-    :func:`data_output_error`.
-    """
-    if full.M is not None or red.M is not None:
-        return red
-    U = np.asarray(U, np.float64)
-    dirs = _directions(full, n_fwd_rows)
-    targets = full_outputs(full, U, n_fwd_rows, bwd_shift) if targets is None else targets
-    B_, L = U.shape[0], U.shape[1]
-    tau = max(B_ * L * float(np.mean(U * U)), 1e-300)
-    G = _markov_design(red, L)
-    GG = G.T @ G
-    blocks = []
-    for (rows, rev), Y in zip(dirs, targets):
-        X, _ = _outputs(red, U, rows, rev, bwd_shift)
-        F = red.kappa * np.concatenate([X.real, -X.imag], axis=2).reshape(-1, 2 * red.n)
-        A = F.T @ F / tau + rho * GG
-        A += 1e-12 * np.trace(A) / A.shape[0] * np.eye(A.shape[0])
-        rhs = F.T @ Y.reshape(-1, Y.shape[2]) / tau + rho * (G.T @ _markov(full, rows, L))
-        th = np.linalg.solve(A, rhs)
-        blocks.append((th[: red.n] + 1j * th[red.n :]).T)
-    return replace(red, C=np.concatenate(blocks, axis=0))
+def readout_sequences(U: np.ndarray) -> int:
+    """How many of the recorded sequences U (B, L, m) the data-weighted MIMO fits use."""
+    return max(READOUT_SEQUENCES, READOUT_VALUES // max(1, U.shape[1] * U.shape[2]))

@@ -7,6 +7,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import Executor
+from dataclasses import replace
 
 import numpy as np
 
@@ -15,6 +16,7 @@ from ...adapters.reduce import check_modal_ranking, modal_reducer, within_slots
 from ...adapters.registry import family
 from ...errors import MorLqoError, OrderError
 from ..executor import as_executor, available_cores, make_executor
+from .constants import DATA_FIT_ITERS, DATA_RIDGE
 from .finite_horizon import fit_finite_horizon
 from .quadratic_fit import _rom_to_modes, refit_readout
 from .unit_modes import (
@@ -176,26 +178,60 @@ def _reduce_unit(fn, method: str, hm, dt: float, r: int, layout: tuple, notes: l
 def _mimo_h2(hm: HalfModes, r: int, dt: float, score, kappa, sign, rank, L, opts, notes, recorded=None
              ) -> HalfModes:
     """MIMO/LQO block: h2_gradient from the (data-ranked) modal start with finite-horizon h2-optimal
-    readouts (when L is known); the better of start and result in the finite-horizon error. With recorded
-    inputs ``(U, forward rows, bwd_shift)``, both candidates also get the readout that minimises the output
-    error on the data (:func:`~mor_lqo.deep.compress.recorded.data_readout`), and the candidate with the
-    smallest output error on the data is returned."""
+    readouts (when L is known); the better of start and result in the finite-horizon error.
+
+    With recorded inputs ``(U, forward rows, bwd_shift)`` the unit is fitted to its own outputs on the data
+    (:func:`_data_fit`). Modes on or outside the unit circle (kept by the reducers) stay exactly; the
+    stable rest of a linear unit is fitted to its own outputs (they add up), a quadratic unit with such
+    modes keeps the h2 result.
+    """
     start = _select_by_score(hm, r, score) if score is not None else modal_reducer(hm, r, L)
     red = _mimo_h2_candidate(hm, r, dt, start, rank, L, opts, notes, (kappa, sign))
-    if recorded is None or hm.M is not None:
+    if recorded is None:
         return red
-    from .recorded import data_output_error, data_readout, full_outputs
+    from .output_fit import make_problem, output_error
 
     U, n_fwd, shift = recorded
-    Y = full_outputs(hm, U, n_fwd, shift)  # simulated once for every candidate
-    cands = [red, start, data_readout(hm, start, U, n_fwd, shift, targets=Y)]
-    if red is not start:
-        cands.append(data_readout(hm, red, U, n_fwd, shift, targets=Y))
-    errs = [data_output_error(hm, c, U, n_fwd, shift, targets=Y) for c in cands]
-    best = int(np.argmin(errs))
-    if best >= 2:
-        notes.append("readout C fitted to the recorded block inputs (least output error on the calibration data)")
-    return cands[best]
+    rho = float(opts.get("rho", DATA_RIDGE))
+    marg = marginal_modes(hm)
+    if marg.size == 0:
+        return _data_fit(hm, r // 2, {"h2": red, "modal": start}, make_problem(hm, U, n_fwd, shift, rho=rho),
+                         rank, opts, notes)
+    q_rest = r // 2 - marg.size
+    if hm.M is not None or q_rest < 1:
+        return red
+    rest = hm.select(np.setdiff1d(np.arange(hm.n), marg))
+    fit = join_modes(hm.select(marg), _data_fit(rest, q_rest, {}, make_problem(rest, U, n_fwd, shift, rho=rho),
+                                                rank, opts, notes))
+    prob = make_problem(hm, U, n_fwd, shift, rho=rho)
+    return fit if output_error(fit, prob) <= output_error(red, prob) else red
+
+
+def _data_fit(hm: HalfModes, q: int, cands: dict, prob, rank, opts: dict, notes: list) -> HalfModes:
+    """The data-weighted fit of a unit to q stored modes (:mod:`~mor_lqo.deep.compress.output_fit`): the given
+    candidates, each also with its data-optimal readout, and data-balanced truncation are compared by their
+    output error on the data; the best is refined jointly in all its parameters (``options["data_iters"]``
+    L-BFGS iterations, 0 to skip)."""
+    from .output_fit import best_readout, data_balanced_start, fit_outputs, output_error
+
+    cands = dict(cands)
+    cands.update({f"{k} + data readout": best_readout(c, prob) for k, c in cands.items()})
+    dbt = data_balanced_start(hm, prob, q)
+    if dbt is not None:
+        cands["data-balanced truncation"] = dbt
+    if not cands:
+        cands["modal"] = modal_reducer(hm, 2 * q, None)
+    errs = {k: output_error(c, prob) for k, c in cands.items()}
+    name = min(errs, key=errs.get)
+    best, err = cands[name], errs[name]
+    iters = int(opts.get("data_iters", DATA_FIT_ITERS))
+    if iters > 0:
+        best, err = fit_outputs(hm, best, prob, rank, iters=iters)
+    silent = replace(hm.select([0]), C=0 * hm.C[:, :1], M=None if hm.M is None else 0 * hm.M[:, :1, :1])
+    zero = max(output_error(silent, prob), 1e-300)
+    notes.append(f"data-weighted fit on the recorded inputs from the {name} start (relative output error on the "
+                 f"data {np.sqrt(errs[name] / zero):.3g} -> {np.sqrt(err / zero):.3g})")
+    return best
 
 
 def _mimo_h2_candidate(hm: HalfModes, r: int, dt: float, start: HalfModes, rank, L, opts, notes, layout
