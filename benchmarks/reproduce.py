@@ -21,7 +21,11 @@ Models (all trained by committed scripts, evaluated with the numpy reference mod
     s4d_large_state``), same data — the paper-A regime with S4D blocks;
 ``tones_s4d``
     S4D model trained on the long-range ``tones`` task (L = 1024, 2 layers, H = 32, order 64 per
-    channel; ``benchmarks/train_longrange.py``), 1000 test sequences (seed 2).
+    channel; ``benchmarks/train_longrange.py``), 1000 test sequences (seed 2);
+``mnist1d_lqo_p256``
+    state-heavy LQO Deep SSM (2 layers, H = 32, P = 256 complex modes per layer, rank-2 quadratic readout;
+    about 98 % of its trainable parameters are SSM parameters; ``benchmarks/train_mnist1d.py --model
+    lqo_large_state``), MNIST-1D — paper A's own regime.
 
 For every model, method (``modal``, ``bt``, ``irka`` — ``tsia`` for LQO blocks —, ``h2``, ``bound``) and
 ratio of the SSM state kept (1, 1/2, …, 1/32) it records the test accuracy, the SSM and total
@@ -58,8 +62,9 @@ import numpy as np
 RESULTS = Path(__file__).resolve().parent / "results"
 RATIOS = ("1", "1/2", "1/4", "1/8", "1/16", "1/32")
 METHODS = ("modal", "bt", "irka", "h2", "bound")
-MODELS = ("mnist1d_s4d", "mnist1d_lqo", "mnist1d_s4d_n256", "tones_s4d")
+MODELS = ("mnist1d_s4d", "mnist1d_lqo", "mnist1d_s4d_n256", "tones_s4d", "mnist1d_lqo_p256")
 N256_WEIGHTS = RESULTS / "mnist1d_s4d_n256.safetensors"
+P256_WEIGHTS = RESULTS / "mnist1d_lqo_p256.safetensors"
 QUICK = {"models": ("mnist1d_s4d",), "methods": ("modal", "bt", "h2"), "ratios": ("1", "1/2", "1/8", "1/32")}
 CSV_FIELDS = [
     "model", "method", "reducer", "ratio", "ssm_frac", "total_frac", "accuracy", "acc_drop_points",
@@ -98,6 +103,15 @@ def load_case(name: str, n_test: int | None, n_calib: int) -> dict:
         x_cal = generate_mnist1d(seed=42)["x"][:n_calib]
         fam = "s4d"
         desc = "MNIST-1D (L = 40), state-heavy S4D model (d_state 256) of benchmarks/train_mnist1d.py"
+    elif name == "mnist1d_lqo_p256":
+        from mor_lqo.deep import LQOModel, generate_mnist1d
+
+        sd, _ = read_safetensors(P256_WEIGHTS)
+        model = LQOModel.from_state_dict(sd)
+        x, y = load_test_split()
+        x_cal = generate_mnist1d(seed=42)["x"][:n_calib]
+        fam = "lqo"
+        desc = "MNIST-1D (L = 40), state-heavy LQO model (P = 256 modes per layer) of benchmarks/train_mnist1d.py"
     elif name == "tones_s4d":
         from benchmarks.tasks import make_tones
         from benchmarks.train_longrange import DEFAULT_OUT, TEST_SEED
