@@ -195,61 +195,83 @@ def output_error(red: HalfModes, prob: OutputFitProblem) -> float:
     return J
 
 
-def output_error_gradient(theta: np.ndarray, prob: OutputFitProblem, shape: tuple[int, int, int, int],
-                          project: bool = False) -> tuple[float, np.ndarray]:
+def output_error_gradient(theta: np.ndarray, prob: OutputFitProblem, shape: tuple[int, int, int, int]
+                          ) -> tuple[float, np.ndarray]:
     r"""``(J, dJ/dtheta)`` for the packed real parameters (a, b, Re/Im B, Re/Im C, Re/Im U).
 
-    Reverse mode: with :math:`g_k = 2 w_b e_k` (``prob.weight``) the adjoint states are
-    :math:`\bar x_k = \kappa \hat C^H g_k + 2\sum_{j,r} g_{k,j} w_{k,jr} \bar{\hat U}_{jr} + \bar{\hat\lambda}
-    \odot \bar x_{k+1}` (:math:`w_{k,jr} = \hat U_{jr} x_k`), and :math:`\nabla_{\hat B} = \sum_k \bar x_k u_k^T`,
-    :math:`\nabla_{\hat\lambda} = \sum_k \bar x_k \odot \bar x_{k-1}^{*}` … in the convention
-    :math:`dJ = \mathrm{Re}\sum \overline{\nabla_z}\, dz` for every complex parameter z.
+    Reverse mode through the recursion, one direction at a time (:func:`_direction_error_gradient`); the pole
+    gradient is mapped to the parameters of :math:`\hat\lambda = e^{-e^a + ib}`: :math:`\partial J/\partial a
+    = -e^a\,\mathrm{Re}(\overline{\nabla_\lambda}\hat\lambda)`, :math:`\partial J/\partial b =
+    \mathrm{Re}(i\,\overline{\nabla_\lambda}\hat\lambda)`.
     """
     q, m, p, R = shape
     a, b, B, C, Uq = _split(theta, q, m, p, R)
     lam = np.exp(-np.exp(a) + 1j * b)
-    kappa = prob.kappa
+    Ufull = np.zeros((p, 0, q), np.complex128) if Uq is None else Uq
     J = 0.0
     gB = np.zeros((q, m), np.complex128)
     gC = np.zeros((p, q), np.complex128)
-    gU = None if Uq is None else np.zeros_like(Uq)
+    gU = np.zeros_like(Ufull)
     glam = np.zeros(q, np.complex128)
-    for Ud, rows, sh, Y in zip(prob.inputs, prob.rows, prob.shift, prob.targets):
-        Xall = _states(lam, Ud @ B.T)
-        X = Xall[:, : Xall.shape[1] - sh]
-        yhat = np.zeros(Y.shape)
-        if Uq is not None:
-            Ur = Uq[rows].reshape(-1, q)
-            W = (X @ Ur.T).reshape(*X.shape[:2], -1, R)
-            yhat = np.sum(W.real**2 + W.imag**2, axis=-1)
-        if project:
-            C[rows] = _best_readout(X, Y - yhat, kappa, prob.weight)
-        Cr = C[rows]
-        yhat += kappa * np.real(X @ Cr.T)
-        E = yhat - Y
-        J += float(np.sum(prob.weight * np.sum(E * E, axis=(1, 2))))
-        G = (2.0 * prob.weight)[:, None, None] * E
-        Xc = X.conj()
-        gC[rows] += kappa * np.einsum("nlj,nlq->jq", G, Xc, optimize=True)
-        direct = kappa * (G @ np.conj(Cr))
-        if Uq is not None:
-            GW = (G[..., None] * W).reshape(*X.shape[:2], -1)  # (N, L', p_d R)
-            gU[rows] += 2.0 * np.einsum("nla,nlq->aq", GW, Xc, optimize=True).reshape(-1, R, q)
-            direct = direct + 2.0 * (GW @ np.conj(Ur))
-        adj = np.zeros_like(Xall)
-        xb = np.zeros((Xall.shape[0], q), np.complex128)
-        lc = lam.conj()
-        for k in range(Xall.shape[1] - 1, -1, -1):
-            xb = lc * xb
-            if k < X.shape[1]:
-                xb = xb + direct[:, k]
-            adj[:, k] = xb
-        gB += np.einsum("nlq,nlm->qm", adj, Ud, optimize=True)
-        glam += np.einsum("nlq,nlq->q", adj[:, 1:], Xall[:, :-1].conj(), optimize=True)
+    for Ud, rows, Y in zip(prob.inputs, prob.rows, prob.targets):
+        j, gl, gb_, gc, gu = _direction_error_gradient(lam, B, C[rows], Ufull[rows], Ud, Y, prob.weight, prob.kappa)
+        J += j
+        glam += gl
+        gB += gb_
+        gC[rows] += gc
+        gU[rows] += gu
     t = np.conj(glam) * lam
-    ga = -np.exp(a) * t.real
-    gb = np.real(1j * t)
-    return J, _pack(ga, gb, gB, gC, gU)
+    return J, _pack(-np.exp(a) * t.real, np.real(1j * t), gB, gC, None if Uq is None else gU)
+
+
+def _direction_error_gradient(lam: np.ndarray, B: np.ndarray, C: np.ndarray, U: np.ndarray, inputs: np.ndarray,
+                              targets: np.ndarray, weight: np.ndarray, kappa: float):
+    r"""``(J, grad_lam (q,), grad_B (q, m), grad_C (p, q), grad_U (p, R, q))`` of one direction of a unit.
+
+    Reverse mode, with :math:`g_k = 2 w_n (\hat y_k - y_k)` and :math:`v_{k,jr} = U_{jr} x_k` the adjoint
+    states are :math:`\bar x_k = \kappa C^H g_k + 2\sum_{j,r} g_{k,j} v_{k,jr} \overline{U_{jr}}
+    + \bar\lambda \odot \bar x_{k+1}` and :math:`\nabla_C = \kappa\sum g_k x_k^H`,
+    :math:`\nabla_{U_{jr}} = 2\sum g_{k,j} v_{k,jr} x_k^H`, :math:`\nabla_B = \sum \bar x_k u_k^T`,
+    :math:`\nabla_\lambda = \sum \bar x_k \odot \overline{x_{k-1}}`, in the convention
+    :math:`dJ = \mathrm{Re}\sum \overline{\nabla_z}\,dz` for every complex z.
+
+    Parameters
+    ----------
+    lam : (q,) complex; B : (q, m) complex; C : (p, q) complex; U : (p, R, q) complex (R = 0: no quadratic
+    output); inputs : (N, L, m) float64; targets : (N, L - shift, p) float64; weight : (N,) float64;
+    kappa : output factor. States beyond ``targets.shape[1]`` do not reach the output (anticausal shift).
+    """
+    q, R = lam.shape[0], U.shape[1]
+    X = _states(lam, inputs @ B.T)
+    L_out = targets.shape[1]
+    Xo = X[:, :L_out]
+    yhat = kappa * np.real(Xo @ C.T)
+    if R:
+        Uf = U.reshape(-1, q)
+        V = (Xo @ Uf.T).reshape(*Xo.shape[:2], -1, R)
+        yhat = yhat + np.sum(V.real**2 + V.imag**2, axis=-1)
+    E = yhat - targets
+    J = float(np.sum(weight * np.sum(E * E, axis=(1, 2))))
+    G = (2.0 * weight)[:, None, None] * E
+    Xc = Xo.conj()
+    gC = kappa * np.einsum("nlj,nlq->jq", G, Xc, optimize=True)
+    direct = kappa * (G @ np.conj(C))
+    gU = np.zeros_like(U)
+    if R:
+        GV = (G[..., None] * V).reshape(*Xo.shape[:2], -1)
+        gU = 2.0 * np.einsum("nla,nlq->aq", GV, Xc, optimize=True).reshape(U.shape)
+        direct = direct + 2.0 * (GV @ np.conj(Uf))
+    adj = np.zeros_like(X)
+    xb = np.zeros((X.shape[0], q), np.complex128)
+    lc = lam.conj()
+    for k in range(X.shape[1] - 1, -1, -1):
+        xb = lc * xb
+        if k < L_out:
+            xb = xb + direct[:, k]
+        adj[:, k] = xb
+    gB = np.einsum("nlq,nlm->qm", adj, inputs, optimize=True)
+    glam = np.einsum("nlq,nlq->q", adj[:, 1:], X[:, :-1].conj(), optimize=True)
+    return J, glam, gB, gC, gU
 
 
 def _best_readout(X: np.ndarray, T: np.ndarray, kappa: float, weight: np.ndarray) -> np.ndarray:
