@@ -156,3 +156,18 @@ def test_bundled_lqo_model_is_fitted_to_its_layer_outputs():
         y, y_red = model.ssm_forward(i, U) - d_u, res.model.ssm_forward(i, U) - d_u
         assert np.linalg.norm(y - y_red) / np.linalg.norm(y) == pytest.approx(after, abs=0.51 * 10 ** (np.floor(np.log10(after)) - 2))
         assert after < before
+
+
+def test_hermitian_refit_refuses_sizes_that_cannot_fit_in_memory():
+    """The Hermitian-form refit needs 48 q^4 bytes: beyond QUAD_REFIT_MAX_MODES it raises before allocating,
+    and the finite-horizon readout refit keeps the start's quadratic readout."""
+    from mor_lqo.deep.compress.constants import CompressionError
+    from mor_lqo.deep.compress.quadratic_fit import QUAD_REFIT_MAX_MODES, fit_quadratic, refit_readout
+
+    q = QUAD_REFIT_MAX_MODES + 1
+    full = _unit(20, n=q + 3, m=2, p=2)
+    red = _unit(21, n=q, m=2, p=2)
+    with pytest.raises(CompressionError, match="GiB"):
+        fit_quadratic(full, red, horizon=10)
+    out = refit_readout(full, red, horizon=10, rank=2)
+    np.testing.assert_array_equal(out.M, red.M)

@@ -11,6 +11,11 @@ from ...adapters.block import HalfModes
 from ...adapters.modal_form import to_half_modes
 from ...errors import LayoutError
 from ...systems import LQOSystem
+from .constants import CompressionError
+
+# The Hermitian-form refit works in the q^2-dimensional space of Hermitian q x q matrices (basis and Gram
+# matrix of q^4 entries, 48 q^4 bytes): 48 modes need 0.25 GiB, 128 modes 12 GiB.
+QUAD_REFIT_MAX_MODES = 48
 
 
 def _psd_project(M: np.ndarray, rank: int | None) -> tuple[np.ndarray, bool]:
@@ -66,6 +71,10 @@ def fit_quadratic(full: HalfModes, red: HalfModes, horizon: int | None = None) -
     :math:`G\theta_j = g_j` of a convex quadratic in the real parameters of :math:`\hat M_j`.
     """
     q = red.n
+    if q > QUAD_REFIT_MAX_MODES:
+        raise CompressionError(f"re-fitting a quadratic readout of {q} stored modes in the layout's Hermitian form "
+                               f"needs about {48 * q**4 / 2**30:.0f} GiB (at most {QUAD_REFIT_MAX_MODES} modes "
+                               "supported); use method 'h2' or 'modal', or a smaller order")
     E = _hermitian_basis(q)
     Kc = _cauchy(red.lam, red.lam, horizon)
     Kn = _cauchy(red.lam, red.lam.conj(), horizon)
@@ -116,7 +125,8 @@ def refit_readout(full: HalfModes, red: HalfModes, horizon: int, rank: int | Non
     :math:`\hat C` minimises :math:`\sum_{i<L}\|h_1(i) - \hat h_1(i)\|_F^2` of the real linear Markov
     parameters (least squares, shared design over the outputs); :math:`\hat M_j` minimises the
     finite-horizon quadratic-kernel error (:func:`fit_quadratic`) and is then projected onto PSD matrices
-    of rank ≤ ``rank`` (the layout's factor).
+    of rank ≤ ``rank`` (the layout's factor); beyond ``QUAD_REFIT_MAX_MODES`` modes ``red``'s
+    :math:`\hat M_j` is kept.
     """
     L = int(horizon)
     pw = np.power(full.lam[:, None], np.arange(L))
@@ -126,7 +136,7 @@ def refit_readout(full: HalfModes, red: HalfModes, horizon: int, rank: int | Non
     Y = h.transpose(0, 2, 1).reshape(-1, h.shape[1])  # (L m, p)
     th = np.linalg.lstsq(F, Y, rcond=1e-10)[0]
     out = replace(red, C=(th[: red.n] + 1j * th[red.n :]).T)
-    if full.M is not None:
+    if full.M is not None and red.n <= QUAD_REFIT_MAX_MODES:
         M, _ = _psd_project(fit_quadratic(full, out, horizon=L), rank)
         out = replace(out, M=M)
     return out
