@@ -175,6 +175,11 @@ def _reduce_unit(fn, method: str, hm, dt: float, r: int, layout: tuple, notes: l
         raise type(exc)(f"{where}: {exc}") from exc
 
 
+# With recorded inputs, quadratic units above this real order skip the infinite-horizon h2-gradient candidate
+# (dense LQO Gramians of the full order per evaluation; the data fit starts from data-balanced truncation).
+H2_CANDIDATE_MAX_QUADRATIC_ORDER = 256
+
+
 def _mimo_h2(hm: HalfModes, r: int, dt: float, score, kappa, sign, rank, L, opts, notes, recorded=None
              ) -> HalfModes:
     """MIMO/LQO block: h2_gradient from the (data-ranked) modal start with finite-horizon h2-optimal
@@ -186,7 +191,12 @@ def _mimo_h2(hm: HalfModes, r: int, dt: float, score, kappa, sign, rank, L, opts
     modes keeps the h2 result.
     """
     start = _select_by_score(hm, r, score) if score is not None else modal_reducer(hm, r, L)
-    red = _mimo_h2_candidate(hm, r, dt, start, rank, L, opts, notes, (kappa, sign))
+    if recorded is not None and hm.M is not None and hm.real_order > H2_CANDIDATE_MAX_QUADRATIC_ORDER:
+        notes.append(f"h2-gradient candidate skipped for a quadratic unit of order {hm.real_order} (> "
+                     f"{H2_CANDIDATE_MAX_QUADRATIC_ORDER}: its dense LQO h2 gradient is too slow); data fit only")
+        red = refit_readout(hm, start, L, rank) if L is not None else start
+    else:
+        red = _mimo_h2_candidate(hm, r, dt, start, rank, L, opts, notes, (kappa, sign))
     if recorded is None:
         return red
     from .output_fit import make_problem, output_error
