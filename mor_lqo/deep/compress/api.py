@@ -10,7 +10,16 @@ from typing import Any
 import numpy as np
 
 from .constants import DATA_RIDGE, DEFAULT_METHOD, DEFAULT_RATIO, METHODS, CompressionError
-from .pipeline import assemble, calibrate, closing_notes, plan_orders, reduce_blocks, resolve_network, write_back
+from .pipeline import (
+    allocate_orders,
+    assemble,
+    calibrate,
+    closing_notes,
+    plan_orders,
+    reduce_blocks,
+    resolve_network,
+    write_back,
+)
 
 
 @dataclass
@@ -111,7 +120,10 @@ def compress(model_or_state_dict, method: str = DEFAULT_METHOD, ratio=None, orde
         Show a tqdm progress bar (stderr).
     options : mapping, optional
         Method options (``iters`` for the finite-horizon fit, ``tol``/``maxiter`` for the gradient
-        reducers, ``rho`` for the data weights).
+        reducers, ``rho`` for the data weights, ``data_iters`` for the data-weighted fit of MIMO/LQO
+        blocks, ``allocate``: ``"uniform"`` (default) or ``"data"`` — with ``"h2"`` and calibration data
+        on a model of MIMO/LQO blocks only, the same parameter budget split over the blocks by
+        :mod:`~mor_lqo.deep.compress.data_allocation`).
     **settings
         Layout settings not stored in the checkpoint (see :func:`mor_lqo.adapters.extract`).
 
@@ -143,6 +155,8 @@ def compress(model_or_state_dict, method: str = DEFAULT_METHOD, ratio=None, orde
     timings["orders"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     weights, scores, block_inputs = calibrate(method, net, float(options.get("rho", DATA_RIDGE)))
+    alloc_notes: list[str] = []
+    plan = allocate_orders(method, net, plan, block_inputs, options, alloc_notes)
     if (net.x_cal is not None or net.recorded is not None) and method in ("h2", "modal", "bound"):
         timings["calibration"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -155,5 +169,5 @@ def compress(model_or_state_dict, method: str = DEFAULT_METHOD, ratio=None, orde
     out = assemble(net, method, new_flat, layers, notes)
     timings["total"] = time.perf_counter() - t_start
     out.timings = timings
-    out.notes += closing_notes(method, net, bound_info, bool(weights))
+    out.notes += alloc_notes + closing_notes(method, net, bound_info, bool(weights))
     return out

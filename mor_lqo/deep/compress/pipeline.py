@@ -142,6 +142,29 @@ def calibrate(method: str, net: Network, rho: float) -> tuple[dict[str, np.ndarr
     return weights, scores, inputs or None
 
 
+def allocate_orders(method: str, net: Network, plan: OrderPlan, inputs: dict | None, options: dict,
+                    notes: list[str]) -> OrderPlan:
+    """``options["allocate"] == "data"``: orders of the MIMO/LQO blocks re-split under the same parameter
+    budget by :func:`~mor_lqo.deep.compress.data_allocation.data_orders`; otherwise ``plan`` unchanged."""
+    how = options.get("allocate", "uniform")
+    if how not in ("uniform", "data"):
+        raise CompressionError(f"options['allocate'] must be 'uniform' or 'data', got {how!r}")
+    if how == "uniform" or method != "h2" or not inputs or plan.orders is None:
+        return plan
+    from .data_allocation import data_orders
+    from .tasks import _unit_modes
+
+    pm = plan.param_models or {b.name: _param_model(b, net.flat) for b in net.lti}
+    modes = {}
+    for b in net.lti:
+        if len(b.units) == 1:
+            fam = family(b.arch)
+            modes[b.name] = _unit_modes(b.units[0], fam.kappa(b), fam.sign(b), method, b.name)
+    rec = {k: v[: readout_sequences(v)] for k, v in inputs.items()}
+    orders = data_orders(net.lti, modes, rec, plan.orders, pm, notes)
+    return OrderPlan(orders, plan.budget, plan.param_models)
+
+
 def _check_calibration_memory(net: Network, method: str) -> None:
     """Refuse, before allocating, a calibration pass that cannot fit in memory.
 
