@@ -155,22 +155,85 @@ def projection_shifts(sys: SparseLQOSystem, U: np.ndarray, adjoint: bool = False
     return _clean_shifts(ritz, not sys.is_complex)
 
 
-def _initial_shifts(sys, G, adjoint, nblocks):
+def heuristic_shifts(candidates: np.ndarray, num: int, real: bool) -> np.ndarray:
+    r"""Penzl's greedy selection of ``num`` ADI shifts from a set of stable candidates (Ritz values).
+
+    One ADI step with shift :math:`\alpha` multiplies the residual component of an eigenvalue
+    :math:`\lambda` by :math:`(\lambda - \bar\alpha)/(\lambda + \alpha)`. The first shift minimises
+    the largest such factor over the candidates; every further shift is the candidate where the
+    product of the factors of the shifts chosen so far is largest (with its conjugate, for real data).
+    """
+    R = candidates[candidates.real < 0]
+    if R.size == 0:
+        return R
+
+    def rho(alphas):
+        v = np.ones(R.size)
+        for a in alphas:
+            v *= np.abs((R - np.conj(a)) / (R + a))
+        return v
+
+    first = min(R, key=lambda a: np.max(rho([a] + ([np.conj(a)] if real and a.imag else []))))
+    chosen = [first] + ([np.conj(first)] if real and first.imag else [])
+    while len(chosen) < num:
+        v = rho(chosen)
+        k = int(np.argmax(v))
+        if v[k] < 1e-14 or any(np.isclose(R[k], c) for c in chosen):
+            break
+        chosen += [R[k]] + ([np.conj(R[k])] if real and R[k].imag else [])
+    return np.array(chosen, dtype=complex)
+
+
+def _initial_shifts(sys, G, adjoint, nblocks, npow=1, cap=_MAX_BASIS):
+    """Ritz-value shifts on span[G, A G, .., A^npow G, (A^{-1}E) G, .., (A^{-1}E)^nblocks G]."""
     solver = sys.solver()
+    Aop = sys.A.conj().T if adjoint else sys.A
     blocks = [G]
-    AG = (sys.A.conj().T if adjoint else sys.A) @ G
-    blocks.append(AG)
+    X = G
+    for _ in range(npow):
+        X = Aop @ X
+        X = X / max(np.linalg.norm(X), np.finfo(float).tiny)
+        blocks.append(X)
     X = G
     for _ in range(nblocks):
         X = solver.solve(0.0, sys.E_matvec(X, adjoint), adjoint=adjoint)
+        X = X / max(np.linalg.norm(X), np.finfo(float).tiny)
         blocks.append(X)
     Y = np.concatenate(blocks, axis=1)
     Y = Y / np.maximum(np.linalg.norm(Y, axis=0), np.finfo(float).tiny)
-    return projection_shifts(sys, _orth(Y, _MAX_BASIS), adjoint)
+    return projection_shifts(sys, _orth(Y, cap), adjoint)
+
+
+def _shift_setup(sys, G, adjoint, shifts, real, nblocks, num_shifts):
+    """Initial shift batch, unstable-Ritz flag and whether the batch is cycled."""
+    if isinstance(shifts, str):
+        if shifts not in ("projection", "cyclic"):
+            raise InvalidArgumentError(f"shifts must be 'projection', 'cyclic' or an array, got {shifts!r}")
+        if shifts == "projection":
+            batch, unstable = _initial_shifts(sys, G, adjoint, nblocks)
+        else:
+            ritz, unstable = _initial_shifts(sys, G[:, :4], adjoint, 3 * nblocks, npow=4, cap=48)
+            batch = heuristic_shifts(ritz, num_shifts, real)
+        if batch.size == 0:
+            batch = np.array([-1.0 + 0j])
+        return batch, unstable, shifts == "cyclic"
+    arr = np.atleast_1d(np.asarray(shifts, dtype=complex))
+    if arr.ndim != 1 or arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr.real >= 0):
+        raise InvalidArgumentError("shifts must be a non-empty 1-D array with negative real parts")
+    if real:
+        i = 0
+        while i < arr.size:
+            if arr[i].imag != 0:
+                if i + 1 >= arr.size or arr[i + 1] != np.conj(arr[i]):
+                    raise InvalidArgumentError("complex shifts of a real system must come in adjacent "
+                                               "conjugate pairs")
+                i += 1
+            i += 1
+    return arr, False, True
 
 
 def lradi(sys: SparseLQOSystem, G: np.ndarray, *, adjoint: bool = False, tol: float = 1e-10,
-          maxiter: int = 200, shifts: np.ndarray | None = None, nblocks: int = 3) -> LowRankFactor:
+          maxiter: int = 200, shifts="cyclic", nblocks: int = 3, num_shifts: int = 8) -> LowRankFactor:
     r"""Low-rank factor Z of :math:`AXE^H + EXA^H + GG^H = 0` (adjoint: :math:`A^HXE + E^HXA + GG^H = 0`).
 
     Parameters
@@ -185,11 +248,16 @@ def lradi(sys: SparseLQOSystem, G: np.ndarray, *, adjoint: bool = False, tol: fl
         Stop when :math:`\|W^HW\|_2 \le \mathrm{tol}\,\|G^HG\|_2` (relative Lyapunov residual).
     maxiter : int
         Maximal number of shifts (ADI steps).
-    shifts : ndarray, optional
-        Fixed shifts (cycled; Re < 0; conjugate pairs adjacent for real data). Default: projection
-        shifts, regenerated after every batch.
+    shifts : {"projection", "cyclic"} or ndarray
+        ``"projection"``: self-generating projection shifts, regenerated from the newest Z columns after
+        every batch (a new sparse factorisation per step). ``"cyclic"``: ``num_shifts`` shifts chosen
+        once by Penzl's heuristic from Ritz values of a rational Krylov space and cycled, so their
+        ``num_shifts`` factorisations are reused (fastest when factorising dominates, n >~ 10^4).
+        An array: fixed shifts (cycled; Re < 0; conjugate pairs adjacent for real data).
     nblocks : int
         Number of inverse-Krylov blocks of the initial projection basis.
+    num_shifts : int
+        Number of cyclic shifts (``shifts="cyclic"``).
 
     Returns
     -------
@@ -204,17 +272,10 @@ def lradi(sys: SparseLQOSystem, G: np.ndarray, *, adjoint: bool = False, tol: fl
     g0 = _gram_norm(G)
     if g0 == 0:
         return LowRankFactor(np.zeros((sys.n, 0), G.dtype), 0.0, (), 0, True, np.array([]), False, tol)
-    fixed = shifts is not None
-    unstable = False
-    if fixed:
-        batch, _ = _clean_shifts(np.asarray(shifts, dtype=complex), real)
-        if batch.size == 0 or batch.size != np.asarray(shifts).size:
-            raise InvalidArgumentError("shifts must have negative real parts (conjugate pairs complete)")
-    else:
-        batch, unstable = _initial_shifts(sys, G, adjoint, nblocks)
-        if batch.size == 0:
-            batch = np.array([-1.0 + 0j])
+    batch, unstable, fixed = _shift_setup(sys, G, adjoint, shifts, real, nblocks, num_shifts)
     solver = sys.solver()
+    if fixed:
+        solver.max_cached = max(solver.max_cached, np.unique(batch).size + 1)
     W, blocks, used, history = G.copy(), [], [], []
     res, it, pos, batch_start = 1.0, 0, 0, 0
     compress_at = max(8 * G.shape[1], 200)
