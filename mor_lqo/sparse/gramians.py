@@ -72,12 +72,23 @@ def lqo_rhs(sys: SparseLQOSystem, ZP: np.ndarray | None, rtol: float | None = No
     return compress_columns(G, rtol)
 
 
+def _shared_shifts(sys: SparseLQOSystem):
+    """Conjugates of the cyclic shifts of a cached controllability factor (their LU factors serve the
+    adjoint solves too: ``(A^H + conj(p) E^H) = (A + p E)^H``), else ``"cyclic"``."""
+    for key, fac in sys._cache.items():
+        if isinstance(key, tuple) and key[0] == "ZP" and fac.cycle.size:
+            return np.conj(fac.cycle)
+    return "cyclic"
+
+
 def observability_factor(sys: SparseLQOSystem, *, tol: float = DEFAULT_TOL, maxiter: int = 200,
                          check: bool = True) -> LowRankFactor:
     r"""Low-rank factor of the (LQO) observability Gramian.
 
     :math:`A^HQE + E^HQA + C^HC + \sum_jM_jPM_j = 0`, :math:`Q \approx ZZ^H`, with P from
-    :func:`controllability_factor` (computed with ``tol / 10``) for LQO systems.
+    :func:`controllability_factor` (computed with ``tol / 10``) for LQO systems. If a cyclic
+    controllability factor is cached, its (conjugated) shifts are reused, and with them its sparse
+    factorisations.
 
     Returns
     -------
@@ -90,7 +101,7 @@ def observability_factor(sys: SparseLQOSystem, *, tol: float = DEFAULT_TOL, maxi
         if sys.M is not None:
             ZP = controllability_factor(sys, tol=tol / 10, maxiter=maxiter).Z
         G = lqo_rhs(sys, ZP, tol / 10 if ZP is not None else None)
-        sys._cache[key] = lradi(sys, G, adjoint=True, tol=tol, maxiter=maxiter)
+        sys._cache[key] = lradi(sys, G, adjoint=True, tol=tol, maxiter=maxiter, shifts=_shared_shifts(sys))
     fac = sys._cache[key]
     what = "LQO observability Gramian" if sys.M is not None else "observability Gramian"
     return require_converged(fac, what) if check else fac

@@ -37,7 +37,7 @@ so Z stays real. **Shifts** (BKS 2014, "projection shifts"): the Ritz values of 
 from __future__ import annotations
 
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.linalg as sla
@@ -69,6 +69,8 @@ class LowRankFactor:
         Whether a Ritz value with non-negative real part was met (a hint that the pencil is unstable).
     tol : float
         The requested tolerance.
+    cycle : ndarray
+        The cycled shift set (``shifts="cyclic"`` or fixed shifts); empty for projection shifts.
     """
 
     Z: np.ndarray
@@ -79,6 +81,7 @@ class LowRankFactor:
     shifts: np.ndarray
     unstable_ritz: bool
     tol: float
+    cycle: np.ndarray = field(default_factory=lambda: np.array([], dtype=complex))
 
 
 def _check_tol(tol, maxiter):
@@ -317,7 +320,8 @@ def lradi(sys: SparseLQOSystem, G: np.ndarray, *, adjoint: bool = False, tol: fl
     Z = np.concatenate(blocks, axis=1)
     if Z.shape[1] > compress_at // 2:
         Z = compress_columns(Z)
-    return LowRankFactor(Z, float(res), tuple(history), it, bool(res <= tol), np.array(used), unstable, tol)
+    return LowRankFactor(Z, float(res), tuple(history), it, bool(res <= tol), np.array(used), unstable, tol,
+                         batch if fixed else np.array([], dtype=complex))
 
 
 def require_converged(fac: LowRankFactor, what: str) -> LowRankFactor:

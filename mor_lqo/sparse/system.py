@@ -270,6 +270,10 @@ class ShiftedSolver:
         self.n_factorizations = 0
         self._eye = None
 
+    def clear(self) -> None:
+        """Drop the cached factorisations (they hold O(nnz(L+U)) memory each)."""
+        self._lus.clear()
+
     def _factor(self, p: complex):
         key = complex(p)
         if key in self._lus:
