@@ -34,7 +34,7 @@ def _key(name, tol, maxiter):
 
 
 def controllability_factor(sys: SparseLQOSystem, *, tol: float = DEFAULT_TOL, maxiter: int = 200,
-                           check: bool = True) -> LowRankFactor:
+                           check: bool = True, monitor_rtol: float | None = None) -> LowRankFactor:
     r"""Low-rank factor of the controllability Gramian, :math:`AZZ^HE^H + EZZ^HA^H + BB^H \approx 0`.
 
     Parameters
@@ -46,15 +46,19 @@ def controllability_factor(sys: SparseLQOSystem, *, tol: float = DEFAULT_TOL, ma
         Maximal number of ADI steps.
     check : bool
         Raise if the tolerance is not met (:func:`~mor_lqo.sparse.lradi.require_converged`).
+    monitor_rtol : float, optional
+        Also require :math:`\|CZ\|_F^2` to have settled to this relative level (``monitor`` of
+        :func:`~mor_lqo.sparse.lradi.lradi`).
 
     Returns
     -------
     LowRankFactor
         ``Z`` (n, k); ``residual`` is the achieved relative residual.
     """
-    key = _key("ZP", tol, maxiter)
+    key = _key("ZP", tol, maxiter) + ((monitor_rtol,) if monitor_rtol is not None else ())
     if key not in sys._cache:
-        sys._cache[key] = lradi(sys, np.asarray(sys.B), tol=tol, maxiter=maxiter)
+        mon = {} if monitor_rtol is None else {"monitor": np.asarray(sys.C), "monitor_rtol": monitor_rtol}
+        sys._cache[key] = lradi(sys, np.asarray(sys.B), tol=tol, maxiter=maxiter, **mon)
     fac = sys._cache[key]
     return require_converged(fac, "controllability Gramian") if check else fac
 

@@ -89,10 +89,11 @@ def _initial_rom(sys: SparseLQOSystem, r: int, init, tol: float, maxiter: int) -
             raise InvalidArgumentError(f"the initial ROM has order {init.order}, expected {r}")
         return init, "rom"
     if isinstance(init, str) and init == "surrogate":
-        bt = balanced_truncation(sys, min(r + 1, sys.n - 1), method="lowrank", tol=tol, maxiter=maxiter,
-                                 compute_error=False)
-        k = int(np.sum(bt.hsv > bt.hsv[0] * 1e-13))
-        rs = max(min(4 * r, k - 1, sys.n - 1), r + 1)
+        bt = balanced_truncation(sys, r, method="lowrank", tol=tol, maxiter=maxiter, compute_error=False)
+        k = int(np.sum(bt.hsv > sys.n * np.finfo(float).eps * bt.hsv[0]))  # numerical rank (BT's floor)
+        rs = min(4 * r, k, sys.n - 1)
+        if rs <= r:
+            return bt.rom, "bt"
         sur = balanced_truncation(sys, rs, method="lowrank", tol=tol, maxiter=maxiter, compute_error=False).rom
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)

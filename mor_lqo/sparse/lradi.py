@@ -236,7 +236,8 @@ def _shift_setup(sys, G, adjoint, shifts, real, nblocks, num_shifts):
 
 
 def lradi(sys: SparseLQOSystem, G: np.ndarray, *, adjoint: bool = False, tol: float = 1e-10,
-          maxiter: int = 200, shifts="cyclic", nblocks: int = 3, num_shifts: int = 8) -> LowRankFactor:
+          maxiter: int = 200, shifts="cyclic", nblocks: int = 3, num_shifts: int = 8,
+          monitor: np.ndarray | None = None, monitor_rtol: float = 1e-10) -> LowRankFactor:
     r"""Low-rank factor Z of :math:`AXE^H + EXA^H + GG^H = 0` (adjoint: :math:`A^HXE + E^HXA + GG^H = 0`).
 
     Parameters
@@ -261,6 +262,11 @@ def lradi(sys: SparseLQOSystem, G: np.ndarray, *, adjoint: bool = False, tol: fl
         Number of inverse-Krylov blocks of the initial projection basis.
     num_shifts : int
         Number of cyclic shifts (``shifts="cyclic"``).
+    monitor : ndarray, shape (q, n), optional
+        Additionally require that :math:`\|\mathrm{monitor}\,Z\|_F^2` has settled: the contribution of
+        the last ``window`` steps (one shift cycle, at least 4) is at most ``monitor_rtol`` times the
+        total. Used for h2 errors, whose size can be far below the scale of the residual.
+    monitor_rtol : float
 
     Returns
     -------
@@ -281,6 +287,8 @@ def lradi(sys: SparseLQOSystem, G: np.ndarray, *, adjoint: bool = False, tol: fl
         solver.max_cached = max(solver.max_cached, np.unique(batch).size + 1)
     W, blocks, used, history = G.copy(), [], [], []
     res, it, pos, batch_start = 1.0, 0, 0, 0
+    incr: list[float] = []
+    window = max(4, batch.size if fixed else 8)
     compress_at = max(8 * G.shape[1], 200)
     while it < maxiter:
         if pos >= batch.size:
@@ -313,15 +321,27 @@ def lradi(sys: SparseLQOSystem, G: np.ndarray, *, adjoint: bool = False, tol: fl
             compress_at = max(2 * blocks[0].shape[1], blocks[0].shape[1] + 4 * G.shape[1], 200)
         res = _gram_norm(W) / g0
         history.append(res)
+        if monitor is not None:
+            nb = 2 if (real and a.imag != 0) else 1
+            incr.append(sum(float(np.linalg.norm(monitor @ b) ** 2) for b in blocks[-nb:]))
         if not np.isfinite(res):
             break
-        if res <= tol:
+        if res <= tol and _settled(incr, window, monitor_rtol, monitor is not None):
             break
     Z = np.concatenate(blocks, axis=1)
     if Z.shape[1] > compress_at // 2:
         Z = compress_columns(Z)
-    return LowRankFactor(Z, float(res), tuple(history), it, bool(res <= tol), np.array(used), unstable, tol,
+    ok = bool(res <= tol) and _settled(incr, window, monitor_rtol, monitor is not None)
+    return LowRankFactor(Z, float(res), tuple(history), it, ok, np.array(used), unstable, tol,
                          batch if fixed else np.array([], dtype=complex))
+
+
+def _settled(incr: list, window: int, rtol: float, active: bool) -> bool:
+    """The last ``window`` increments of the monitored sum are at most ``rtol`` times the total."""
+    if not active:
+        return True
+    total = sum(incr)
+    return len(incr) >= window and sum(incr[-window:]) <= rtol * total
 
 
 def require_converged(fac: LowRankFactor, what: str) -> LowRankFactor:
