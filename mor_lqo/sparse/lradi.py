@@ -71,6 +71,8 @@ class LowRankFactor:
         The requested tolerance.
     cycle : ndarray
         The cycled shift set (``shifts="cyclic"`` or fixed shifts); empty for projection shifts.
+    switched : bool
+        Whether a slow cyclic iteration was continued with projection shifts.
     """
 
     Z: np.ndarray
@@ -82,6 +84,7 @@ class LowRankFactor:
     unstable_ritz: bool
     tol: float
     cycle: np.ndarray = field(default_factory=lambda: np.array([], dtype=complex))
+    switched: bool = False
 
 
 def _check_tol(tol, maxiter):
@@ -98,6 +101,7 @@ def _gram_norm(W: np.ndarray) -> float:
     return float(max(np.linalg.eigvalsh(W.conj().T @ W)[-1], 0.0))
 
 
+_SLOW_CYCLE = 0.1  # a cyclic shift set that reduces the residual less than this per cycle is abandoned
 _MAX_BASIS = 24  # columns of the projection basis (bounds the number of shifts per batch)
 
 
@@ -256,7 +260,9 @@ def lradi(sys: SparseLQOSystem, G: np.ndarray, *, adjoint: bool = False, tol: fl
         ``"projection"``: self-generating projection shifts, regenerated from the newest Z columns after
         every batch (a new sparse factorisation per step). ``"cyclic"``: ``num_shifts`` shifts chosen
         once by Penzl's heuristic from Ritz values of a rational Krylov space and cycled, so their
-        ``num_shifts`` factorisations are reused (fastest when factorising dominates, n >~ 10^4).
+        ``num_shifts`` factorisations are reused (fastest when factorising dominates, n >~ 10^4); if a
+        cycle reduces the residual by less than a factor 10, the iteration continues with projection
+        shifts (``switched`` in the result).
         An array: fixed shifts (cycled; Re < 0; conjugate pairs adjacent for real data).
     nblocks : int
         Number of inverse-Krylov blocks of the initial projection basis.
@@ -288,10 +294,15 @@ def lradi(sys: SparseLQOSystem, G: np.ndarray, *, adjoint: bool = False, tol: fl
     W, blocks, used, history = G.copy(), [], [], []
     res, it, pos, batch_start = 1.0, 0, 0, 0
     incr: list[float] = []
+    res_cycle, switched = 1.0, False
     window = max(4, batch.size if fixed else 8)
+    shifts = shifts if isinstance(shifts, str) else "fixed"
     compress_at = max(8 * G.shape[1], 200)
     while it < maxiter:
         if pos >= batch.size:
+            if fixed and shifts == "cyclic" and res > _SLOW_CYCLE * res_cycle:
+                fixed, switched = False, True  # the cycle reduces the residual too slowly: projection shifts
+            res_cycle = res
             if not fixed:
                 U = _orth(np.concatenate(blocks[batch_start:], axis=1), _MAX_BASIS)
                 new, u2 = projection_shifts(sys, U, adjoint)
@@ -333,7 +344,7 @@ def lradi(sys: SparseLQOSystem, G: np.ndarray, *, adjoint: bool = False, tol: fl
         Z = compress_columns(Z)
     ok = bool(res <= tol) and _settled(incr, window, monitor_rtol, monitor is not None)
     return LowRankFactor(Z, float(res), tuple(history), it, ok, np.array(used), unstable, tol,
-                         batch if fixed else np.array([], dtype=complex))
+                         batch if fixed else np.array([], dtype=complex), switched)
 
 
 def _settled(incr: list, window: int, rtol: float, active: bool) -> bool:
