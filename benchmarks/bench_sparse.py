@@ -158,9 +158,10 @@ def main():
     ap.add_argument("--skip-pymor", action="store_true")
     ap.add_argument("--skip-mimo", action="store_true")
     ap.add_argument("--dense-N", type=int, default=55)
+    ap.add_argument("--dense-r", type=int, default=10)
     args = ap.parse_args()
     if args.dense_N:
-        dense_case(args.dense_N, args.r)
+        dense_case(args.dense_N, args.dense_r)
     case("SISO", args.N, 1, 1, args.r, args)
     if not args.skip_mimo:
         case("MIMO", args.N, args.mimo, args.mimo, args.r, args)

@@ -96,7 +96,7 @@ def balanced_truncation(sys, r: int, *, method: str = "auto", tol: float = DEFAU
     fQ = observability_factor(sys, tol=tol, maxiter=maxiter)
     ZP, ZQ = fP.Z, fQ.Z
     U, s, Yh = np.linalg.svd(ZP.conj().T @ sys.E_matvec(ZQ, adjoint=True), full_matrices=False)
-    _check_hsv_gap(s, r, sys.n)
+    _check_hsv_gap(s, r, s.size)  # rounding floor of the k x k SVD, not of an n x n Gramian
     isq = 1.0 / np.sqrt(s[:r])
     V = (ZP @ U[:, :r]) * isq
     W = (ZQ @ Yh[:r].conj().T) * isq

@@ -80,7 +80,7 @@ def _shared_shifts(sys: SparseLQOSystem):
     """Conjugates of the cyclic shifts of a cached controllability factor (their LU factors serve the
     adjoint solves too: ``(A^H + conj(p) E^H) = (A + p E)^H``), else ``"cyclic"``."""
     for key, fac in sys._cache.items():
-        if isinstance(key, tuple) and key[0] == "ZP" and fac.cycle.size:
+        if isinstance(key, tuple) and key[0] == "ZP" and fac.cycle.size and not fac.switched:
             return np.conj(fac.cycle)
     return "cyclic"
 
@@ -105,7 +105,8 @@ def observability_factor(sys: SparseLQOSystem, *, tol: float = DEFAULT_TOL, maxi
         if sys.M is not None:
             ZP = controllability_factor(sys, tol=tol / 10, maxiter=maxiter).Z
         G = lqo_rhs(sys, ZP, tol / 10 if ZP is not None else None)
-        sys._cache[key] = lradi(sys, G, adjoint=True, tol=tol, maxiter=maxiter, shifts=_shared_shifts(sys))
+        sys._cache[key] = lradi(sys, G, adjoint=True, tol=tol, maxiter=maxiter, shifts=_shared_shifts(sys),
+                                fallback=True)
     fac = sys._cache[key]
     what = "LQO observability Gramian" if sys.M is not None else "observability Gramian"
     return require_converged(fac, what) if check else fac

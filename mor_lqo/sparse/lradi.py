@@ -43,7 +43,7 @@ import numpy as np
 import scipy.linalg as sla
 
 from ..errors import InvalidArgumentError, NumericalAccuracyError, UnstableSystemError
-from .system import SparseLQOSystem
+from .system import SingularPencilError, SparseLQOSystem
 
 __all__ = ["LowRankFactor", "lradi", "projection_shifts", "compress_columns", "require_converged"]
 
@@ -241,7 +241,8 @@ def _shift_setup(sys, G, adjoint, shifts, real, nblocks, num_shifts):
 
 def lradi(sys: SparseLQOSystem, G: np.ndarray, *, adjoint: bool = False, tol: float = 1e-10,
           maxiter: int = 200, shifts="cyclic", nblocks: int = 3, num_shifts: int = 8,
-          monitor: np.ndarray | None = None, monitor_rtol: float = 1e-10) -> LowRankFactor:
+          monitor: np.ndarray | None = None, monitor_rtol: float = 1e-10,
+          fallback: bool | None = None) -> LowRankFactor:
     r"""Low-rank factor Z of :math:`AXE^H + EXA^H + GG^H = 0` (adjoint: :math:`A^HXE + E^HXA + GG^H = 0`).
 
     Parameters
@@ -273,6 +274,8 @@ def lradi(sys: SparseLQOSystem, G: np.ndarray, *, adjoint: bool = False, tol: fl
         the last ``window`` steps (one shift cycle, at least 4) is at most ``monitor_rtol`` times the
         total. Used for h2 errors, whose size can be far below the scale of the residual.
     monitor_rtol : float
+    fallback : bool, optional
+        Switch from a slow shift cycle to projection shifts (default: only for ``shifts="cyclic"``).
 
     Returns
     -------
@@ -296,11 +299,12 @@ def lradi(sys: SparseLQOSystem, G: np.ndarray, *, adjoint: bool = False, tol: fl
     incr: list[float] = []
     res_cycle, switched = 1.0, False
     window = max(4, batch.size if fixed else 8)
-    shifts = shifts if isinstance(shifts, str) else "fixed"
+    if fallback is None:
+        fallback = isinstance(shifts, str) and shifts == "cyclic"
     compress_at = max(8 * G.shape[1], 200)
     while it < maxiter:
         if pos >= batch.size:
-            if fixed and shifts == "cyclic" and res > _SLOW_CYCLE * res_cycle:
+            if fixed and fallback and res > _SLOW_CYCLE * res_cycle:
                 fixed, switched = False, True  # the cycle reduces the residual too slowly: projection shifts
             res_cycle = res
             if not fixed:
@@ -310,7 +314,12 @@ def lradi(sys: SparseLQOSystem, G: np.ndarray, *, adjoint: bool = False, tol: fl
                 batch = new if new.size else batch
             pos, batch_start = 0, len(blocks)
         a = batch[pos]
-        V = solver.solve(a, W, adjoint=adjoint)
+        try:
+            V = solver.solve(a, W, adjoint=adjoint)
+        except SingularPencilError:
+            if not unstable:
+                raise
+            break  # a mirrored unstable Ritz value hit an eigenvalue: reported as unstable, not converged
         if real and a.imag != 0:  # conjugate pair in real arithmetic
             g, d = 2.0 * np.sqrt(-a.real), a.real / a.imag
             T = V.real + d * V.imag
