@@ -11,10 +11,11 @@ Both solves of a shift use the same sparse LU of :math:`A - \sigma_iE` (the adjo
 contributes the real and imaginary parts of its solves, so V, W and the ROM stay real.
 
 Starts: ``"surrogate"`` (default) runs the dense :func:`mor_lqo.irka` on a high-order low-rank BT
-surrogate (square-root BT from the LR-ADI factors, order ``min(4r, rank)``; its h2 error is ~
-the LR-ADI accuracy) and then iterates on the sparse model from the surrogate's converged shifts,
-which typically needs 1–2 sparse iterations; ``"logspace"``: real shifts spread over the range of
-Ritz values; an array of shifts (Re > 0, conjugation-closed for real systems); or a dense ROM.
+surrogate (square-root BT from the LR-ADI factors, of the order at which the Hankel singular values
+fall below 1e-12 relative, kept within [4r, 10r]) and then iterates on the sparse model from the
+surrogate's converged shifts, which typically needs 1–2 sparse iterations; ``"logspace"``: real
+shifts spread over the range of Ritz values; an array of shifts (Re > 0, conjugation-closed for real
+systems); or a dense ROM.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from .norms import _check, _dense, h2_error, h2_norm, use_dense
 from .system import SparseLQOSystem, as_sparse_system
 
 __all__ = ["irka"]
+
+_SURROGATE_RTOL = 1e-12  # surrogate order: Hankel singular values above this (relative), within [4r, 10r]
 
 
 def _orth(X: np.ndarray, name: str) -> np.ndarray:
@@ -90,8 +93,9 @@ def _initial_rom(sys: SparseLQOSystem, r: int, init, tol: float, maxiter: int) -
         return init, "rom"
     if isinstance(init, str) and init == "surrogate":
         bt = balanced_truncation(sys, r, method="lowrank", tol=tol, maxiter=maxiter, compute_error=False)
-        k = int(np.sum(bt.hsv > sys.n * np.finfo(float).eps * bt.hsv[0]))  # numerical rank (BT's floor)
-        rs = min(4 * r, k, sys.n - 1)
+        k = int(np.sum(bt.hsv > bt.hsv.size * np.finfo(float).eps * bt.hsv[0]))  # numerical rank (BT's floor)
+        k_acc = int(np.sum(bt.hsv > _SURROGATE_RTOL * bt.hsv[0]))  # enough for a ~1e-12 accurate surrogate
+        rs = min(max(4 * r, k_acc + 1), 10 * r, k, sys.n - 1)
         if rs <= r:
             return bt.rom, "bt"
         sur = balanced_truncation(sys, rs, method="lowrank", tol=tol, maxiter=maxiter, compute_error=False).rom
@@ -153,7 +157,9 @@ def irka(sys, r: int, *, init="surrogate", tol: float = 1e-6, maxit: int = 50, m
     Warns
     -----
     ConvergenceWarning
-        ``tol`` not met in ``maxit`` iterations (``converged=False``).
+        ``tol`` not met in ``maxit`` iterations (``converged=False``); with a surrogate / BT start the
+        (stable) start ROM is then returned, else the last iterate (its h2 error is computed, so an
+        unstable one raises :class:`~mor_lqo.errors.UnstableSystemError` when ``compute_error``).
     """
     sys = _check(sys)
     if sys.M is not None:
@@ -169,21 +175,26 @@ def irka(sys, r: int, *, init="surrogate", tol: float = 1e-6, maxit: int = 50, m
     rom, label = _initial_rom(sys, r, init, lr_tol, maxiter)
     t1 = time.perf_counter()
     sigma = shifts_from_poles(np.linalg.eigvals(rom.A), False)
-    changes, converged = [], False
+    start, changes, converged = rom, [], False
     for _ in range(maxit):
         V, W, _ = _bases(sys, rom)
         rom = project(sys, V, W)
-        new = shifts_from_poles(np.linalg.eigvals(rom.A), False)
+        poles = np.linalg.eigvals(rom.A)
+        new = shifts_from_poles(poles, False)
         new = np.where(new.real > 0, new, -np.conj(new))  # mirror unstable ROM poles
         changes.append(_shift_change(new, sigma))
         sigma = new
-        if changes[-1] < tol:
+        if changes[-1] < tol and np.all(poles.real < 0):
             converged = True
             break
     t2 = time.perf_counter()
     if not converged:
-        warnings.warn(f"sparse IRKA: shift change {changes[-1]:.3g} > tol {tol:.3g} after {maxit} iterations",
+        fallback = label in ("surrogate", "bt") and np.all(np.linalg.eigvals(start.A).real < 0)
+        warnings.warn(f"sparse IRKA: shift change {changes[-1]:.3g} > tol {tol:.3g} after {maxit} iterations"
+                      + ("; returning the (stable) start ROM from the surrogate" if fallback else ""),
                       ConvergenceWarning, stacklevel=2)
+        if fallback:
+            rom, sigma = start, shifts_from_poles(np.linalg.eigvals(start.A), False)
     err = h2_error(sys, rom, method="lowrank", maxiter=maxiter) if compute_error else float("nan")
     info = {"init": label, "factorizations": sys.solver().n_factorizations, "time_init": t1 - t0,
             "time_iterations": t2 - t1}
