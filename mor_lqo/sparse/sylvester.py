@@ -29,8 +29,9 @@ from .system import SparseLQOSystem
 __all__ = ["sparse_dense_sylvester"]
 
 
-def sparse_dense_sylvester(sys: SparseLQOSystem, Ahat: np.ndarray, F: np.ndarray) -> np.ndarray:
-    r"""Solve :math:`AX + EX\hat A^H + F = 0` for X (n, r).
+def sparse_dense_sylvester(sys: SparseLQOSystem, Ahat: np.ndarray, F: np.ndarray, *,
+                           adjoint: bool = False) -> np.ndarray:
+    r"""Solve :math:`AX + EX\hat A^H + F = 0` (adjoint: :math:`A^HX + E^HX\hat A + F = 0`) for X (n, r).
 
     Parameters
     ----------
@@ -41,6 +42,10 @@ def sparse_dense_sylvester(sys: SparseLQOSystem, Ahat: np.ndarray, F: np.ndarray
         :math:`\lambda` (true when both pencils are stable).
     F : ndarray, shape (n, r)
         Right-hand side, e.g. :math:`B\hat B^H`.
+    adjoint : bool
+        Solve the adjoint equation (Schur form of :math:`\hat A` instead of :math:`\hat A^H`; the
+        columns need :math:`(A^H + \lambda_kE^H) = (A + \bar\lambda_kE)^H`, the same sparse factors
+        as the primal equation).
 
     Returns
     -------
@@ -52,19 +57,19 @@ def sparse_dense_sylvester(sys: SparseLQOSystem, Ahat: np.ndarray, F: np.ndarray
     if Ahat.shape != (r, r) or F.shape != (sys.n, r):
         raise ShapeError(f"Ahat must be (r, r) and F (n, r) = ({sys.n}, {r}); got {Ahat.shape}, {F.shape}")
     real = not sys.is_complex and not np.iscomplexobj(Ahat) and not np.iscomplexobj(F)
-    AhH = Ahat.conj().T
+    K = Ahat if adjoint else Ahat.conj().T
     if real:
-        Tr, Ur = sla.schur(AhH, output="real")
+        Tr, Ur = sla.schur(K, output="real")
         T, U = sla.rsf2csf(Tr, Ur)  # conjugate pairs adjacent on the diagonal
     else:
-        T, U = sla.schur(AhH.astype(complex), output="complex")
+        T, U = sla.schur(K.astype(complex), output="complex")
     G = F @ U
     Y = np.zeros((sys.n, r), dtype=complex)
     solver = sys.solver()
     for k in range(r):
         rhs = -G[:, k]
         if k:
-            rhs = rhs - sys.E_matvec(Y[:, :k] @ T[:k, k])
-        Y[:, k] = solver.solve(T[k, k], rhs[:, None])[:, 0]
+            rhs = rhs - sys.E_matvec(Y[:, :k] @ T[:k, k], adjoint)
+        Y[:, k] = solver.solve(T[k, k], rhs[:, None], adjoint=adjoint)[:, 0]
     X = Y @ U.conj().T
     return X.real if real else X
