@@ -49,7 +49,7 @@ def project(sys: SparseLQOSystem, V: np.ndarray, W: np.ndarray) -> LQOSystem:
     return LQOSystem(Ar, Br, Cr, Mr)
 
 
-def balanced_truncation(sys, r: int, *, method: str = "auto", tol: float = DEFAULT_TOL, maxiter: int = 200,
+def balanced_truncation(sys, r: int, *, method: str = "auto", tol: float = DEFAULT_TOL, maxiter: int = 500,
                         compute_error: bool = True) -> ReductionResult:
     r"""(LQO) balanced truncation of a sparse system to order r.
 

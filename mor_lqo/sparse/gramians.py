@@ -33,7 +33,7 @@ def _key(name, tol, maxiter):
     return (name, float(tol), int(maxiter))
 
 
-def controllability_factor(sys: SparseLQOSystem, *, tol: float = DEFAULT_TOL, maxiter: int = 200,
+def controllability_factor(sys: SparseLQOSystem, *, tol: float = DEFAULT_TOL, maxiter: int = 500,
                            check: bool = True, monitor_rtol: float | None = None) -> LowRankFactor:
     r"""Low-rank factor of the controllability Gramian, :math:`AZZ^HE^H + EZZ^HA^H + BB^H \approx 0`.
 
@@ -85,7 +85,7 @@ def _shared_shifts(sys: SparseLQOSystem):
     return "cyclic"
 
 
-def observability_factor(sys: SparseLQOSystem, *, tol: float = DEFAULT_TOL, maxiter: int = 200,
+def observability_factor(sys: SparseLQOSystem, *, tol: float = DEFAULT_TOL, maxiter: int = 500,
                          check: bool = True) -> LowRankFactor:
     r"""Low-rank factor of the (LQO) observability Gramian.
 

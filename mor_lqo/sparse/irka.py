@@ -126,7 +126,7 @@ def _initial_rom(sys: SparseLQOSystem, r: int, init, tol: float, maxiter: int) -
 
 
 def irka(sys, r: int, *, init="surrogate", tol: float = 1e-6, maxit: int = 50, method: str = "auto",
-         lr_tol: float = DEFAULT_TOL, maxiter: int = 200, compute_error: bool = True) -> ReductionResult:
+         lr_tol: float = DEFAULT_TOL, maxiter: int = 500, compute_error: bool = True) -> ReductionResult:
     r"""IRKA (LTI) for sparse systems with sparse shifted solves.
 
     Parameters

@@ -240,7 +240,7 @@ def _shift_setup(sys, G, adjoint, shifts, real, nblocks, num_shifts):
 
 
 def lradi(sys: SparseLQOSystem, G: np.ndarray, *, adjoint: bool = False, tol: float = 1e-10,
-          maxiter: int = 200, shifts="cyclic", nblocks: int = 3, num_shifts: int = 8,
+          maxiter: int = 500, shifts="cyclic", nblocks: int = 3, num_shifts: int = 8,
           monitor: np.ndarray | None = None, monitor_rtol: float = 1e-10,
           fallback: bool | None = None) -> LowRankFactor:
     r"""Low-rank factor Z of :math:`AXE^H + EXA^H + GG^H = 0` (adjoint: :math:`A^HXE + E^HXA + GG^H = 0`).

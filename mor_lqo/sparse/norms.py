@@ -58,7 +58,7 @@ def _dense(sys):
     return sys._cache["dense"]
 
 
-def h2_norm_parts(sys, *, method: str = "auto", tol: float = DEFAULT_TOL, maxiter: int = 200,
+def h2_norm_parts(sys, *, method: str = "auto", tol: float = DEFAULT_TOL, maxiter: int = 500,
                   info: dict | None = None, settle: float | None = None) -> H2Parts:
     r"""Squared h2 norm split into the linear part :math:`\|CZ_P\|_F^2` and the quadratic part.
 
@@ -97,7 +97,7 @@ def h2_norm_parts(sys, *, method: str = "auto", tol: float = DEFAULT_TOL, maxite
     return H2Parts(lin, quad)
 
 
-def h2_norm(sys, *, method: str = "auto", tol: float = DEFAULT_TOL, maxiter: int = 200,
+def h2_norm(sys, *, method: str = "auto", tol: float = DEFAULT_TOL, maxiter: int = 500,
             info: dict | None = None) -> float:
     r"""h2 norm :math:`\sqrt{\mathrm{tr}(CPC^H) + \sum_j\mathrm{tr}(PM_jPM_j)}` of a sparse system.
 
@@ -166,7 +166,7 @@ ERROR_SETTLE = 1e-10  # ... and the squared error must have settled to this rela
 
 
 def h2_error(sys, rom: LQOSystem, *, relative: bool = False, method: str = "auto",
-             tol: float = ERROR_TOL, maxiter: int = 200, route: str = "error-system") -> float:
+             tol: float = ERROR_TOL, maxiter: int = 500, route: str = "error-system") -> float:
     r"""h2 error :math:`\|\Sigma - \hat\Sigma\|` of a dense reduced model against a sparse system.
 
     Parameters

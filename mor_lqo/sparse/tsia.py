@@ -80,7 +80,7 @@ def surrogate_rom(sys: SparseLQOSystem, r: int, tol: float, maxiter: int) -> tup
 
 
 def tsia(sys, r: int, *, init="surrogate", tol: float = 1e-8, maxit: int = 20, method: str = "auto",
-         lr_tol: float = DEFAULT_TOL, maxiter: int = 200, compute_error: bool = True) -> ReductionResult:
+         lr_tol: float = DEFAULT_TOL, maxiter: int = 500, compute_error: bool = True) -> ReductionResult:
     r"""(LQO-)TSIA for sparse LTI and LQO systems with sparse shifted solves.
 
     Parameters
