@@ -26,7 +26,7 @@ CASES = [{}, {"with_E": True}, {"lqo": True}, {"lqo": True, "with_E": True}, {"c
 
 @pytest.mark.parametrize("kw", CASES)
 def test_h2_norm_matches_dense(kw):
-    s = advdiff(400, **kw)
+    s = advdiff(324, **kw)
     info = {}
     lr = h2_norm_parts(s, method="lowrank", info=info)
     de = mor_lqo.h2_norm_parts(s.to_dense())
@@ -43,7 +43,7 @@ def test_lqo_norm_equals_tr_BQB():
     """Second route: ||S||^2 = tr(B^H Q B) with the low-rank LQO observability Gramian."""
     from mor_lqo.sparse import observability_factor
 
-    s = advdiff(400, lqo=True, with_E=True)
+    s = advdiff(324, lqo=True, with_E=True)
     fq = observability_factor(s, tol=1e-11)
     via_q = np.linalg.norm(fq.Z.conj().T @ s.B) ** 2
     assert via_q == pytest.approx(h2_norm_parts(s, method="lowrank", tol=1e-11).total, rel=1e-8)
