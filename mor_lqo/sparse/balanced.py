@@ -46,7 +46,7 @@ def project(sys: SparseLQOSystem, V: np.ndarray, W: np.ndarray) -> LQOSystem:
     if sys.M is not None:
         Mr = np.stack([V.conj().T @ (Mj @ V) for Mj in sys.M])
         Mr = (Mr + np.conj(np.swapaxes(Mr, 1, 2))) / 2
-    return LQOSystem(Ar, Br, Cr, Mr)
+    return LQOSystem(Ar, Br, Cr, Mr, dt=sys.dt)
 
 
 def balanced_truncation(sys, r: int, *, method: str = "auto", tol: float = DEFAULT_TOL, maxiter: int = 500,
@@ -56,7 +56,7 @@ def balanced_truncation(sys, r: int, *, method: str = "auto", tol: float = DEFAU
     Parameters
     ----------
     sys : SparseLQOSystem or LQOSystem
-        Asymptotically stable, continuous time, D = 0.
+        Asymptotically stable, continuous or discrete time (Cayley map), D = 0.
     r : int
         Reduced order, ``1 <= r < n`` and at most the rank of the low-rank factors.
     method : {"auto", "dense", "lowrank"}
@@ -112,7 +112,7 @@ def balanced_truncation(sys, r: int, *, method: str = "auto", tol: float = DEFAU
             err = float("inf")
     lqo = sys.M is not None
     info = {"residual_P": fP.residual, "residual_Q": fQ.residual, "ranks": (ZP.shape[1], ZQ.shape[1]),
-            "factorizations": sys.solver().n_factorizations, "time_gramians": t1 - t0,
+            "factorizations": sys.lyap_system().solver().n_factorizations, "time_gramians": t1 - t0,
             "time_error": time.perf_counter() - t1}
     return ReductionResult(rom=rom, h2_error=err, h2_norm=h2_norm(sys, method="lowrank", tol=tol, maxiter=maxiter),
                            method="lqo-bt" if lqo else "bt", hsv=s,

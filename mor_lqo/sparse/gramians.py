@@ -8,7 +8,8 @@ r"""Low-rank Gramian factors of sparse LTI / LQO systems (cached on the system).
 
 P is the controllability Gramian of the standard form :math:`(E^{-1}A, E^{-1}B)`; :math:`E^HQE` is
 the (LQO) observability Gramian of the standard form, so :math:`\|\Sigma\|^2 = \mathrm{tr}(CPC^H) +
-\sum_j\mathrm{tr}(PM_jPM_j) = \mathrm{tr}(B^HQB)` exactly as in :mod:`mor_lqo.norms`.
+\sum_j\mathrm{tr}(PM_jPM_j) = \mathrm{tr}(B^HQB)` exactly as in :mod:`mor_lqo.norms`. Discrete-time
+systems (Stein equations) are solved through the Cayley map, :meth:`SparseLQOSystem.lyap_system`.
 
 The LQO right-hand side is low rank: :math:`C^HC + \sum_j M_jZ_PZ_P^HM_j = GG^H` with
 :math:`G = [C^H, M_1Z_P, \dots, M_pZ_P]`, column-compressed (:func:`~mor_lqo.sparse.lradi.compress_columns`)
@@ -55,6 +56,7 @@ def controllability_factor(sys: SparseLQOSystem, *, tol: float = DEFAULT_TOL, ma
     LowRankFactor
         ``Z`` (n, k); ``residual`` is the achieved relative residual.
     """
+    sys = sys.lyap_system()  # discrete time: the Cayley-transformed pencil
     key = _key("ZP", tol, maxiter) + ((monitor_rtol,) if monitor_rtol is not None else ())
     if key not in sys._cache:
         mon = {} if monitor_rtol is None else {"monitor": np.asarray(sys.C), "monitor_rtol": monitor_rtol}
@@ -99,6 +101,7 @@ def observability_factor(sys: SparseLQOSystem, *, tol: float = DEFAULT_TOL, maxi
     LowRankFactor
         Relative residual measured against :math:`\|G^HG\|_2`, G the compressed right-hand-side factor.
     """
+    sys = sys.lyap_system()  # discrete time: the Cayley-transformed pencil
     key = _key("ZQ", tol, maxiter)
     if key not in sys._cache:
         ZP = None

@@ -26,7 +26,7 @@ import warnings
 import numpy as np
 
 from .._validation import check_order
-from ..errors import ConvergenceWarning, InvalidArgumentError, ProjectionBreakdownError
+from ..errors import ConvergenceWarning, InvalidArgumentError, ProjectionBreakdownError, SamplingTimeError
 from ..reduction.irka import shifts_from_poles
 from ..reduction.result import ReductionResult
 from ..systems import LQOSystem
@@ -171,6 +171,9 @@ def irka(sys, r: int, *, init="surrogate", tol: float = 1e-6, maxit: int = 50, m
 
         return dense_irka(_dense(sys), r, tol=tol, maxit=maxit)
     sys = as_sparse_system(sys)
+    if sys.is_discrete:
+        raise SamplingTimeError("sparse IRKA is implemented for continuous time only (use method='dense' "
+                                "or balanced_truncation for discrete-time systems)")
     t0 = time.perf_counter()
     rom, label = _initial_rom(sys, r, init, lr_tol, maxiter)
     t1 = time.perf_counter()

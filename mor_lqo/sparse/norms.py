@@ -93,7 +93,7 @@ def h2_norm_parts(sys, *, method: str = "auto", tol: float = DEFAULT_TOL, maxite
             quad += float(np.linalg.norm(Z.conj().T @ (Mj @ Z)) ** 2)
     if info is not None:
         info.update(residual=fac.residual, iterations=fac.iterations, rank=Z.shape[1],
-                    factorizations=sys.solver().n_factorizations)
+                    factorizations=sys.lyap_system().solver().n_factorizations)
     return H2Parts(lin, quad)
 
 
@@ -111,8 +111,8 @@ def h2_norm(sys, *, method: str = "auto", tol: float = DEFAULT_TOL, maxiter: int
 def _check_rom(sys, rom):
     if not isinstance(rom, LQOSystem):
         raise NotASystemError(f"rom must be a dense LQOSystem, got {type(rom).__name__}")
-    if rom.is_discrete:
-        raise SamplingTimeError("sparse systems are continuous-time; the reduced model is discrete")
+    if rom.dt != sys.dt:
+        raise SamplingTimeError(f"sampling times differ: system dt = {sys.dt}, reduced model dt = {rom.dt}")
     if rom.m != sys.m or rom.p != sys.p:
         raise ShapeError(f"input/output sizes differ: ({sys.m}, {sys.p}) vs ({rom.m}, {rom.p})")
     if np.any(rom.D != 0):
@@ -127,6 +127,9 @@ def h2_inner_parts(sys, rom: LQOSystem) -> H2Parts:
     """
     sys = as_sparse_system(_check(sys))
     _check_rom(sys, rom)
+    if sys.is_discrete:
+        raise SamplingTimeError("the sparse cross Gramian (Stein-Sylvester) is implemented for continuous "
+                                "time only; use h2_error (error-system route) for discrete time")
     from ..gramians import check_stable
 
     check_stable(rom, "h2 inner product")
@@ -143,7 +146,8 @@ def error_system(sys: SparseLQOSystem, rom: LQOSystem) -> SparseLQOSystem:
     r"""The sparse error system :math:`\Sigma - \hat\Sigma` of order n + r.
 
     :math:`\mathrm{blkdiag}(A, \hat A)`, :math:`\mathrm{blkdiag}(E, I)`, :math:`[B; \hat B]`,
-    :math:`[C, -\hat C]`, :math:`\mathrm{blkdiag}(M_j, -\hat M_j)`: its output is :math:`y - \hat y`.
+    :math:`[C, -\hat C]`, :math:`\mathrm{blkdiag}(M_j, -\hat M_j)`: its output is :math:`y - \hat y`
+    (same sampling time).
     """
     import scipy.sparse as sp
 
@@ -158,7 +162,7 @@ def error_system(sys: SparseLQOSystem, rom: LQOSystem) -> SparseLQOSystem:
         Ms = sys.M if sys.M is not None else [sp.csc_matrix((sys.n, sys.n))] * sys.p
         Mh = rom.M if rom.M is not None else np.zeros((sys.p, r, r))
         M = [sp.block_diag([Mj, sp.csc_matrix(-Mr)], format="csc") for Mj, Mr in zip(Ms, Mh)]
-    return SparseLQOSystem(A, B, C, M, E=E)
+    return SparseLQOSystem(A, B, C, M, E=E, dt=sys.dt)
 
 
 ERROR_TOL = 1e-12  # LR-ADI tolerance of h2_error (extra cyclic-shift steps cost solves, not factorisations)

@@ -25,14 +25,13 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from .._validation import as_float_or_complex
+from .._validation import as_float_or_complex, check_dt
 from ..errors import (
     DTypeError,
     MorLqoError,
     NonFiniteError,
     NotASystemError,
     NotHermitianError,
-    SamplingTimeError,
     ShapeError,
     SymmetrizationWarning,
 )
@@ -104,19 +103,19 @@ class SparseLQOSystem:
     E : sparse matrix or array_like, shape (n, n), optional
         Nonsingular descriptor (mass) matrix; identity if omitted.
     dt : float, default 0
-        Must be 0: discrete-time sparse systems are not implemented (:class:`SamplingTimeError`).
+        0 for continuous time, else the sampling time of :math:`Ex_k = Ax_{k-1} + Bu_k` (D = 0, so the
+        "current" and "standard" conventions give the same h2 quantities). Discrete-time Gramians are
+        computed through the Cayley map (:meth:`lyap_system`).
 
     Raises
     ------
     ShapeError, NonFiniteError, DTypeError, NotHermitianError, SamplingTimeError
         On inconsistent shapes (including a mismatched ``E``), NaN/inf entries, non-numeric data,
-        complex non-Hermitian ``M_j`` or ``dt != 0``.
+        complex non-Hermitian ``M_j`` or an invalid ``dt``.
     """
 
     def __init__(self, A, B, C=None, M=None, E=None, *, dt: float = 0.0):
-        if dt != 0:
-            raise SamplingTimeError("discrete-time sparse systems are not implemented (dt must be 0); "
-                                    "use the dense LQOSystem for discrete time")
+        self._dt = check_dt(dt)
         A = _as_sparse(A, "A")
         n = A.shape[0]
         if n < 1:
@@ -170,7 +169,28 @@ class SparseLQOSystem:
     dtype = property(lambda self: self._B.dtype)
     is_complex = property(lambda self: self._B.dtype.kind == "c")
     has_quadratic = property(lambda self: self._M is not None)
-    is_discrete = property(lambda self: False)
+    dt = property(lambda self: self._dt, doc="Sampling time (0: continuous).")
+    is_discrete = property(lambda self: self._dt > 0)
+
+    def lyap_system(self) -> SparseLQOSystem:
+        r"""The continuous-time system whose Gramians are this system's Gramians.
+
+        Continuous time: ``self``. Discrete time (Cayley map): with :math:`A_c = A - E`,
+        :math:`E_c = A + E`, :math:`(A-E)X(A+E)^H + (A+E)X(A-E)^H = 2(AXA^H - EXE^H)`, so the Stein
+        equations :math:`APA^H - EPE^H + BB^H = 0` and :math:`A^HQA - E^HQE + C^HC + \sum_j M_jPM_j = 0`
+        are the generalized Lyapunov equations of :math:`(A_c, E_c, \sqrt2 B, \sqrt2 C, \sqrt2 M_j)`
+        (sparse; :math:`E_c` is nonsingular for a Schur-stable pencil). Its eigenvalues
+        :math:`(\lambda - 1)/(\lambda + 1)` lie in the open left half-plane iff :math:`|\lambda| < 1`.
+        """
+        if not self.is_discrete:
+            return self
+        if "cayley" not in self._cache:
+            E = self._E if self._E is not None else sp.identity(self.n, format="csc", dtype=self.dtype)
+            r2 = np.sqrt(2.0)
+            M = None if self._M is None else [r2 * Mj for Mj in self._M]
+            self._cache["cayley"] = SparseLQOSystem((self._A - E).tocsc(), r2 * self._B, r2 * self._C, M,
+                                                    E=(self._A + E).tocsc())
+        return self._cache["cayley"]
 
     @property
     def density(self) -> float:
@@ -221,7 +241,7 @@ class SparseLQOSystem:
             if np.any(np.diag(lu[0]) == 0):
                 raise SingularPencilError("the descriptor matrix E is singular (DAE systems are not supported)")
             A, B = sla.lu_solve(lu, A), sla.lu_solve(lu, B)
-        return LQOSystem(A, B, self._C, self.M_dense())
+        return LQOSystem(A, B, self._C, self.M_dense(), dt=self._dt)
 
     @classmethod
     def from_dense(cls, sys) -> SparseLQOSystem:
@@ -230,11 +250,9 @@ class SparseLQOSystem:
 
         if not isinstance(sys, LQOSystem):
             raise NotASystemError(f"expected an LQOSystem, got {type(sys).__name__}")
-        if sys.is_discrete:
-            raise SamplingTimeError("discrete-time sparse systems are not implemented")
         if np.any(sys.D != 0):
-            raise ShapeError("sparse systems have D = 0 (continuous time: the h2 norm is infinite otherwise)")
-        return cls(sp.csc_matrix(sys.A), sys.B, sys.C, None if sys.M is None else list(sys.M))
+            raise ShapeError("sparse systems have D = 0")
+        return cls(sp.csc_matrix(sys.A), sys.B, sys.C, None if sys.M is None else list(sys.M), dt=sys.dt)
 
 
 def as_sparse_system(sys) -> SparseLQOSystem:

@@ -25,7 +25,7 @@ import warnings
 import numpy as np
 
 from .._validation import check_order
-from ..errors import ConvergenceWarning, InvalidArgumentError, ProjectionBreakdownError
+from ..errors import ConvergenceWarning, InvalidArgumentError, ProjectionBreakdownError, SamplingTimeError
 from ..reduction.result import ReductionResult
 from ..systems import LQOSystem
 from .balanced import balanced_truncation, project
@@ -121,6 +121,9 @@ def tsia(sys, r: int, *, init="surrogate", tol: float = 1e-8, maxit: int = 20, m
 
         return dense_tsia(_dense(sys), r, tol=tol, maxit=max(maxit, 100))
     sys = as_sparse_system(sys)
+    if sys.is_discrete:
+        raise SamplingTimeError("sparse TSIA is implemented for continuous time only (use method='dense' "
+                                "or balanced_truncation for discrete-time systems)")
     t0 = time.perf_counter()
     if isinstance(init, LQOSystem):
         if init.order != r:

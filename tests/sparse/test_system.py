@@ -49,7 +49,8 @@ def test_shapes_and_values_are_validated():
     with pytest.raises(DTypeError):
         SparseLQOSystem(A, np.array([["a"]] * 30), C)
     with pytest.raises(SamplingTimeError):
-        SparseLQOSystem(A, B, C, dt=0.1)
+        SparseLQOSystem(A, B, C, dt=-0.1)
+    assert SparseLQOSystem(A, B, C, dt=0.1).is_discrete
 
 
 def test_quadratic_outputs_are_symmetrised_or_rejected():
@@ -73,8 +74,10 @@ def test_to_dense_and_from_dense_roundtrip():
     assert back.M is not None and len(back.M) == s.p
     with pytest.raises(NotASystemError):
         SparseLQOSystem.from_dense("x")
-    with pytest.raises(SamplingTimeError):
-        SparseLQOSystem.from_dense(mor_lqo.LTISystem(0.5 * np.eye(2), np.ones(2), np.ones(2), dt=1.0))
+    disc = SparseLQOSystem.from_dense(mor_lqo.LTISystem(0.5 * np.eye(2), np.ones(2), np.ones(2), dt=1.0))
+    assert disc.dt == 1.0 and disc.to_dense().dt == 1.0
+    with pytest.raises(ShapeError):
+        SparseLQOSystem.from_dense(mor_lqo.LTISystem(-np.eye(2), np.ones(2), np.ones(2), D=1.0))
 
 
 def test_singular_descriptor_matrix_raises():
