@@ -25,16 +25,16 @@ from mor_lqo.sparse import (
 from .models import advdiff
 
 
-def _discrete(**kw):
+def _discrete(n=196, **kw):
     """Explicit-Euler discretisation E x_k = (E + tau A) x_{k-1} + B u_k of the test model (|lam| < 1)."""
-    c = advdiff(289, **kw)
+    c = advdiff(n, **kw)
     lam = np.linalg.eigvals(c.to_dense().A)
     tau = 1.5 / np.max(np.abs(lam))
     E = c.E if c.E is not None else sp.identity(c.n, format="csc")
     return SparseLQOSystem((E + tau * c.A).tocsc(), c.B, c.C, c.M, E=c.E, dt=0.1)
 
 
-CASES = [{}, {"lqo": True}, {"lqo": True, "with_E": True}, {"complex_": True}]
+CASES = [{}, pytest.param({"lqo": True}, marks=pytest.mark.slow), {"lqo": True, "with_E": True}, {"complex_": True}]
 
 
 @pytest.mark.parametrize("kw", CASES)
@@ -65,7 +65,7 @@ def test_discrete_bt_and_error_match_dense(kw):
 
 
 def test_discrete_restrictions_and_instability():
-    s = _discrete()
+    s = _discrete(100)
     rom = mor_lqo.balanced_truncation(s.to_dense(), 4).rom
     with pytest.raises(SamplingTimeError):
         h2_inner_parts(s, rom)
