@@ -117,7 +117,9 @@ def case(name, N, m, p, r, args):
     e_ir = h2_error(sysr, o["irka"].rom, relative=True)
     print(f"ours  BT r={r}   {o['t_bt']:7.2f} s  rel. h2 error {e_bt:.4e}", flush=True)
     print(f"ours  IRKA r={r} {o['t_irka']:7.2f} s  rel. h2 error {e_ir:.4e}  (sparse iterations "
-          f"{o['irka'].iterations}, converged {o['irka'].converged}, init {o['irka'].info['init']})", flush=True)
+          f"{o['irka'].iterations}, converged {o['irka'].converged}, init {o['irka'].info['init']}, "
+          f"surrogate {o['irka'].info['time_init']:.1f} s, sparse iterations {o['irka'].info['time_iterations']:.1f} s)",
+          flush=True)
     if args.skip_pymor:
         return
     q = pymor_side(A, B, C, r, args.pymor_irka_maxit)
@@ -206,6 +208,8 @@ def main():
     ap.add_argument("--irka-tol", type=float, default=1e-4, help="relative shift change (pyMOR's default tol)")
     ap.add_argument("--skip-pymor", action="store_true")
     ap.add_argument("--skip-mimo", action="store_true")
+    ap.add_argument("--skip-siso", action="store_true")
+    ap.add_argument("--skip-lqo", action="store_true")
     ap.add_argument("--dense-N", type=int, default=55)
     ap.add_argument("--dense-r", type=int, default=10)
     ap.add_argument("--lqo-dense-n", type=int, default=3000)
@@ -218,10 +222,12 @@ def main():
         return
     if args.dense_N:
         dense_case(args.dense_N, args.dense_r)
-    case("SISO", args.N, 1, 1, args.r, args)
+    if not args.skip_siso:
+        case("SISO", args.N, 1, 1, args.r, args)
     if not args.skip_mimo:
         case("MIMO", args.N, args.mimo, args.mimo, args.r, args)
-    lqo_case(args.lqo_dense_n, args.lqo_n, args.lqo_r)
+    if not args.skip_lqo:
+        lqo_case(args.lqo_dense_n, args.lqo_n, args.lqo_r)
 
 
 if __name__ == "__main__":
