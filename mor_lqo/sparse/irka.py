@@ -84,6 +84,28 @@ def _shift_change(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a - b) / np.maximum(np.abs(a), np.finfo(float).tiny)))
 
 
+def stable_surrogate(sys: SparseLQOSystem, r: int, tol: float, maxiter: int):
+    """High-order low-rank (LQO-)BT surrogate and the order-r BT ROM.
+
+    The order is where the computed Hankel singular values fall below :data:`_SURROGATE_RTOL`, kept
+    within [4r, 10r] and below the numerical rank; trailing singular values are limited by the LR-ADI
+    accuracy and can make a very high-order BT unstable, so the order is reduced (x 3/4) until the
+    surrogate is stable. Returns ``(None, bt_rom)`` if no order above r gives a stable surrogate.
+    """
+    bt = balanced_truncation(sys, r, method="lowrank", tol=tol, maxiter=maxiter, compute_error=False)
+    k = int(np.sum(bt.hsv > bt.hsv.size * np.finfo(float).eps * bt.hsv[0]))  # numerical rank (BT's floor)
+    k_acc = int(np.sum(bt.hsv > _SURROGATE_RTOL * bt.hsv[0]))
+    rs = min(max(4 * r, k_acc + 1), 10 * r, k, sys.n - 1)
+    while rs > r:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sur = balanced_truncation(sys, rs, method="lowrank", tol=tol, maxiter=maxiter, compute_error=False).rom
+        if np.all(np.linalg.eigvals(sur.A).real < 0):
+            return sur, bt.rom
+        rs = (3 * rs) // 4
+    return None, bt.rom
+
+
 def _initial_rom(sys: SparseLQOSystem, r: int, init, tol: float, maxiter: int) -> tuple[LQOSystem, str]:
     from ..reduction.irka import irka as dense_irka
 
@@ -92,13 +114,9 @@ def _initial_rom(sys: SparseLQOSystem, r: int, init, tol: float, maxiter: int) -
             raise InvalidArgumentError(f"the initial ROM has order {init.order}, expected {r}")
         return init, "rom"
     if isinstance(init, str) and init == "surrogate":
-        bt = balanced_truncation(sys, r, method="lowrank", tol=tol, maxiter=maxiter, compute_error=False)
-        k = int(np.sum(bt.hsv > bt.hsv.size * np.finfo(float).eps * bt.hsv[0]))  # numerical rank (BT's floor)
-        k_acc = int(np.sum(bt.hsv > _SURROGATE_RTOL * bt.hsv[0]))  # enough for a ~1e-12 accurate surrogate
-        rs = min(max(4 * r, k_acc + 1), 10 * r, k, sys.n - 1)
-        if rs <= r:
-            return bt.rom, "bt"
-        sur = balanced_truncation(sys, rs, method="lowrank", tol=tol, maxiter=maxiter, compute_error=False).rom
+        sur, bt_rom = stable_surrogate(sys, r, tol, maxiter)
+        if sur is None:
+            return bt_rom, "bt"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             return dense_irka(sur, r, tol=1e-8, maxit=200, init="bt").rom, "surrogate"

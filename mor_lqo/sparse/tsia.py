@@ -28,16 +28,13 @@ from .._validation import check_order
 from ..errors import ConvergenceWarning, InvalidArgumentError, ProjectionBreakdownError, SamplingTimeError
 from ..reduction.result import ReductionResult
 from ..systems import LQOSystem
-from .balanced import balanced_truncation, project
+from .balanced import project
 from .gramians import DEFAULT_TOL
 from .norms import _check, _dense, h2_error, h2_norm, use_dense
 from .sylvester import sparse_dense_sylvester
 from .system import SparseLQOSystem, as_sparse_system
 
 __all__ = ["tsia"]
-
-_SURROGATE_RTOL = 1e-12
-
 
 def _orth(X: np.ndarray, name: str) -> np.ndarray:
     Q, R = np.linalg.qr(X)
@@ -66,14 +63,11 @@ def _pole_change(new: np.ndarray, old: np.ndarray) -> float:
 def surrogate_rom(sys: SparseLQOSystem, r: int, tol: float, maxiter: int) -> tuple[LQOSystem, str]:
     """Dense (LQO-)TSIA on a high-order low-rank BT surrogate (orders within [4r, 10r])."""
     from ..reduction.tsia import tsia as dense_tsia
+    from .irka import stable_surrogate
 
-    bt = balanced_truncation(sys, r, method="lowrank", tol=tol, maxiter=maxiter, compute_error=False)
-    k = int(np.sum(bt.hsv > bt.hsv.size * np.finfo(float).eps * bt.hsv[0]))
-    k_acc = int(np.sum(bt.hsv > _SURROGATE_RTOL * bt.hsv[0]))
-    rs = min(max(4 * r, k_acc + 1), 10 * r, k, sys.n - 1)
-    if rs <= r:
-        return bt.rom, "bt"
-    sur = balanced_truncation(sys, rs, method="lowrank", tol=tol, maxiter=maxiter, compute_error=False).rom
+    sur, bt_rom = stable_surrogate(sys, r, tol, maxiter)
+    if sur is None:
+        return bt_rom, "bt"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         return dense_tsia(sur, r, tol=1e-10, maxit=200).rom, "surrogate"
