@@ -5,7 +5,8 @@ r"""Sparse (descriptor) LTI / LQO systems and their shifted sparse solves.
     E \dot x = A x + B u, \qquad y_j = (C x)_j + x^H M_j x, \quad j = 1, \dots, p,
 
 with sparse ``A`` and ``E`` (n, n) (``E = I`` if omitted), dense ``B`` (n, m), dense ``C`` (p, n) and
-sparse Hermitian ``M_j`` (n, n). Only continuous time and ``D = 0`` (the h2 setting) are supported.
+sparse Hermitian ``M_j`` (n, n); ``D = 0`` (the h2 setting). With ``dt > 0`` the state equation is
+:math:`Ex_k = Ax_{k-1} + Bu_k` (Gramians through the Cayley map, :meth:`SparseLQOSystem.lyap_system`).
 The matrices stay sparse end to end: every algorithm of :mod:`mor_lqo.sparse` touches ``A`` and ``E``
 only through products and sparse LU factorisations of shifted pencils ``A + p E``
 (:class:`ShiftedSolver`, one factorisation per shift, reused for the primal and the adjoint solve,
@@ -86,7 +87,7 @@ def _hermitian_part(Mj: sp.csc_matrix, j: int) -> sp.csc_matrix:
 
 
 class SparseLQOSystem:
-    r"""Immutable sparse continuous-time LTI / LQO system :math:`E\dot x = Ax + Bu`, :math:`y = Cx + (x^HM_jx)_j`.
+    r"""Immutable sparse LTI / LQO system :math:`E\dot x = Ax + Bu` (or discrete), :math:`y = Cx + (x^HM_jx)_j`.
 
     Parameters
     ----------
@@ -245,7 +246,7 @@ class SparseLQOSystem:
 
     @classmethod
     def from_dense(cls, sys) -> SparseLQOSystem:
-        """Sparse copy of a continuous-time dense :class:`~mor_lqo.LQOSystem` with D = 0."""
+        """Sparse copy of a dense :class:`~mor_lqo.LQOSystem` with D = 0 (same dt)."""
         from ..systems import LQOSystem
 
         if not isinstance(sys, LQOSystem):
