@@ -14,14 +14,15 @@ from mor_lqo.sparse import SparseLQOSystem, balanced_truncation, irka
 from .models import advdiff, heat2d
 
 
-@pytest.mark.parametrize("kw", [{}, {"with_E": True}, {"lqo": True}, {"lqo": True, "with_E": True}])
+@pytest.mark.parametrize("kw", [{}, {"with_E": True}, {"lqo": True}, {"lqo": True, "with_E": True},
+                                {"complex_": True}])
 def test_bt_matches_dense(kw):
     s = advdiff(289, **kw)
     d = s.to_dense()
     res = balanced_truncation(s, 8, method="lowrank")
     ref = mor_lqo.balanced_truncation(d, 8)
     assert res.method == ("lqo-bt" if kw.get("lqo") else "bt")
-    assert res.rom.order == 8 and not res.rom.is_complex
+    assert res.rom.order == 8 and res.rom.is_complex == bool(kw.get("complex_"))
     # the two ROMs realise the same map up to the Gramian accuracy (relative residual 1e-10)
     assert mor_lqo.h2_error(res.rom, ref.rom) <= 1e-7 * ref.h2_norm
     np.testing.assert_allclose(res.hsv[:8], ref.hsv[:8], rtol=1e-7)
