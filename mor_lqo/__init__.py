@@ -7,6 +7,7 @@ Core objects and functions::
     h2_norm, h2_inner, h2_error               h2 quantities (norms.py)
     h2_error_grad                             squared error and its gradient (gradients.py)
     hankel_singular_values                    (gramians.py)
+    mor_lqo.sparse                            large sparse systems, low-rank Gramians (docs/sparse.md)
 """
 
 from __future__ import annotations

@@ -1,0 +1,224 @@
+r"""IRKA for sparse LTI systems: one sparse factorisation per interpolation point, reused.
+
+Iteration (Gugercin–Antoulas–Beattie 2008, tangential form; continuous time)::
+
+    A^ = S diag(lam) S^{-1},  sigma_i = -lam_i,  b_i = (S^{-1} B^)_i,  c_i = (C^ S)_{:,i}
+    v_i = (sigma_i E - A)^{-1} B b_i^T,    w_i = (sigma_i E - A)^{-H} C^H conj(c_i)
+    V = orth[v_i],  W = orth[w_i],  ROM = (W^H E V)^{-1} (W^H A V, W^H B),  C V
+
+Both solves of a shift use the same sparse LU of :math:`A - \sigma_iE` (the adjoint one with
+``trans='H'``); for real systems a conjugate pair of shifts costs one complex factorisation and
+contributes the real and imaginary parts of its solves, so V, W and the ROM stay real.
+
+Starts: ``"surrogate"`` (default) runs the dense :func:`mor_lqo.irka` on a high-order low-rank BT
+surrogate (square-root BT from the LR-ADI factors, of the order at which the Hankel singular values
+fall below 1e-12 relative, kept within [4r, 10r]) and then iterates on the sparse model from the
+surrogate's converged shifts, which typically needs 1–2 sparse iterations; ``"logspace"``: real
+shifts spread over the range of Ritz values; an array of shifts (Re > 0, conjugation-closed for real
+systems); or a dense ROM.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+
+from .._validation import check_order
+from ..errors import ConvergenceWarning, InvalidArgumentError, ProjectionBreakdownError, SamplingTimeError
+from ..reduction.irka import shifts_from_poles
+from ..reduction.result import ReductionResult
+from ..systems import LQOSystem
+from .balanced import balanced_truncation, project
+from .gramians import DEFAULT_TOL
+from .lradi import _initial_shifts
+from .norms import _check, _dense, h2_error, h2_norm, use_dense
+from .system import SparseLQOSystem, as_sparse_system
+
+__all__ = ["irka"]
+
+_SURROGATE_RTOL = 1e-12  # surrogate order: Hankel singular values above this (relative), within [4r, 10r]
+
+
+def _orth(X: np.ndarray, name: str) -> np.ndarray:
+    Q, R = np.linalg.qr(X)
+    d = np.abs(np.diag(R))
+    if not np.all(np.isfinite(d)) or d.min() <= 1e-13 * d.max():
+        raise ProjectionBreakdownError(f"sparse IRKA: the {name} basis is numerically rank deficient")
+    return Q
+
+
+def _bases(sys: SparseLQOSystem, rom: LQOSystem):
+    """Tangential interpolation bases at the mirror images of the ROM poles."""
+    lam, S = np.linalg.eig(rom.A)
+    Sinv = np.linalg.inv(S)
+    bt, ct = Sinv @ rom.B, rom.C @ S  # (r, m), (p, r)
+    sigma = -lam
+    real = not sys.is_complex and not rom.is_complex
+    solver = sys.solver()
+    B, CH = np.asarray(sys.B), np.asarray(sys.C).conj().T
+    V, W = [], []
+    for i, s in enumerate(sigma):
+        if real and s.imag < 0:
+            continue  # the conjugate partner supplies both columns
+        v = solver.solve(-s, B @ bt[i][:, None])
+        w = solver.solve(-np.conj(s), CH @ np.conj(ct[:, i])[:, None], adjoint=True)
+        if real and s.imag > 0:
+            V += [v.real, v.imag]
+            W += [w.real, w.imag]
+        elif real:
+            V.append(v.real)
+            W.append(w.real)
+        else:
+            V.append(v)
+            W.append(w)
+    V, W = np.concatenate(V, axis=1), np.concatenate(W, axis=1)
+    if V.shape[1] != rom.order:
+        raise ProjectionBreakdownError("sparse IRKA: the reduced poles are not conjugation-closed")
+    return _orth(V, "V"), _orth(W, "W"), sigma
+
+
+def _shift_change(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.sort_complex(a), np.sort_complex(b)
+    return float(np.max(np.abs(a - b) / np.maximum(np.abs(a), np.finfo(float).tiny)))
+
+
+def stable_surrogate(sys: SparseLQOSystem, r: int, tol: float, maxiter: int):
+    """High-order low-rank (LQO-)BT surrogate and the order-r BT ROM.
+
+    The order is where the computed Hankel singular values fall below :data:`_SURROGATE_RTOL`, kept
+    within [4r, 10r] and below the numerical rank; trailing singular values are limited by the LR-ADI
+    accuracy and can make a very high-order BT unstable, so the order is reduced (x 3/4) until the
+    surrogate is stable. Returns ``(None, bt_rom)`` if no order above r gives a stable surrogate.
+    """
+    bt = balanced_truncation(sys, r, method="lowrank", tol=tol, maxiter=maxiter, compute_error=False)
+    k = int(np.sum(bt.hsv > bt.hsv.size * np.finfo(float).eps * bt.hsv[0]))  # numerical rank (BT's floor)
+    k_acc = int(np.sum(bt.hsv > _SURROGATE_RTOL * bt.hsv[0]))
+    rs = min(max(4 * r, k_acc + 1), 10 * r, k, sys.n - 1)
+    while rs > r:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sur = balanced_truncation(sys, rs, method="lowrank", tol=tol, maxiter=maxiter, compute_error=False).rom
+        if np.all(np.linalg.eigvals(sur.A).real < 0):
+            return sur, bt.rom
+        rs = (3 * rs) // 4
+    return None, bt.rom
+
+
+def _initial_rom(sys: SparseLQOSystem, r: int, init, tol: float, maxiter: int) -> tuple[LQOSystem, str]:
+    from ..reduction.irka import irka as dense_irka
+
+    if isinstance(init, LQOSystem):
+        if init.order != r:
+            raise InvalidArgumentError(f"the initial ROM has order {init.order}, expected {r}")
+        return init, "rom"
+    if isinstance(init, str) and init == "surrogate":
+        sur, bt_rom = stable_surrogate(sys, r, tol, maxiter)
+        if sur is None:
+            return bt_rom, "bt"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return dense_irka(sur, r, tol=1e-8, maxit=200, init="bt").rom, "surrogate"
+    if isinstance(init, str) and init == "logspace":
+        ritz, _ = _initial_shifts(sys, np.asarray(sys.B)[:, :4], False, 6, npow=4, cap=48)
+        mags = np.abs(ritz) if ritz.size else np.array([1.0])
+        sig = np.logspace(np.log10(mags.min()), np.log10(mags.max()), r)
+    else:
+        sig = np.asarray(init, dtype=complex).ravel()
+        if sig.size != r or np.any(sig.real <= 0) or not np.all(np.isfinite(sig)):
+            raise InvalidArgumentError("init must be 'surrogate', 'logspace', a dense ROM of order r, or r "
+                                       "finite shifts with positive real parts")
+        if not sys.is_complex and not np.allclose(np.sort_complex(sig), np.sort_complex(sig.conj())):
+            raise InvalidArgumentError("shifts of a real system must be conjugation-closed")
+    lam = -np.asarray(sig, dtype=complex)
+    rng = np.random.default_rng(0)
+    Bt = np.ones((r, sys.m)) if sys.m == 1 else rng.standard_normal((r, sys.m))
+    Ct = np.ones((sys.p, r)) if sys.p == 1 else rng.standard_normal((sys.p, r))
+    if not sys.is_complex:
+        from ..reduction.irka import _real_blocks
+
+        A0, _ = _real_blocks(lam)
+        return LQOSystem(A0, Bt, Ct), "logspace" if isinstance(init, str) else "shifts"
+    return LQOSystem(np.diag(lam), Bt.astype(complex), Ct.astype(complex)), "shifts"
+
+
+def irka(sys, r: int, *, init="surrogate", tol: float = 1e-6, maxit: int = 50, method: str = "auto",
+         lr_tol: float = DEFAULT_TOL, maxiter: int = 500, compute_error: bool = True) -> ReductionResult:
+    r"""IRKA (LTI) for sparse systems with sparse shifted solves.
+
+    Parameters
+    ----------
+    sys : SparseLQOSystem or LQOSystem
+        Asymptotically stable LTI system (no quadratic output), continuous time.
+    r : int
+        Reduced order.
+    init : {"surrogate", "logspace"}, array of r shifts, or LQOSystem
+        Start (module docstring).
+    tol : float
+        Stop when the relative change of the shifts (after sorting) is below ``tol``.
+    maxit : int
+        Maximal number of sparse iterations (each costs one factorisation per shift or conjugate pair).
+    method : {"auto", "dense", "lowrank"}
+        ``"auto"``: dense :func:`mor_lqo.irka` for small systems (:func:`~mor_lqo.sparse.norms.use_dense`).
+    lr_tol, maxiter
+        LR-ADI tolerance / step limit (surrogate start and h2 error).
+    compute_error : bool
+        Compute the exact h2 error of the final ROM (:func:`mor_lqo.sparse.h2_error`).
+
+    Returns
+    -------
+    ReductionResult
+        ``method="irka"``, ``shifts`` (final interpolation points), ``history``: shift change per
+        iteration, ``info``: ``init``, ``factorizations``, ``time_init``, ``time_iterations``.
+
+    Warns
+    -----
+    ConvergenceWarning
+        ``tol`` not met in ``maxit`` iterations (``converged=False``); with a surrogate / BT start the
+        (stable) start ROM is then returned, else the last iterate (its h2 error is computed, so an
+        unstable one raises :class:`~mor_lqo.errors.UnstableSystemError` when ``compute_error``).
+    """
+    sys = _check(sys)
+    if sys.M is not None:
+        raise InvalidArgumentError("sparse IRKA supports LTI systems only (use balanced_truncation for LQO, "
+                                   "or the dense mor_lqo.irka for small LQO systems)")
+    r = check_order(r, sys.n if isinstance(sys, SparseLQOSystem) else sys.order)
+    if use_dense(sys, method):
+        from ..reduction.irka import irka as dense_irka
+
+        return dense_irka(_dense(sys), r, tol=tol, maxit=maxit)
+    sys = as_sparse_system(sys)
+    if sys.is_discrete:
+        raise SamplingTimeError("sparse IRKA is implemented for continuous time only (use method='dense' "
+                                "or balanced_truncation for discrete-time systems)")
+    t0 = time.perf_counter()
+    rom, label = _initial_rom(sys, r, init, lr_tol, maxiter)
+    t1 = time.perf_counter()
+    sigma = shifts_from_poles(np.linalg.eigvals(rom.A), False)
+    start, changes, converged = rom, [], False
+    for _ in range(maxit):
+        V, W, _ = _bases(sys, rom)
+        rom = project(sys, V, W)
+        poles = np.linalg.eigvals(rom.A)
+        new = shifts_from_poles(poles, False)
+        new = np.where(new.real > 0, new, -np.conj(new))  # mirror unstable ROM poles
+        changes.append(_shift_change(new, sigma))
+        sigma = new
+        if changes[-1] < tol and np.all(poles.real < 0):
+            converged = True
+            break
+    t2 = time.perf_counter()
+    if not converged:
+        fallback = label in ("surrogate", "bt") and np.all(np.linalg.eigvals(start.A).real < 0)
+        warnings.warn(f"sparse IRKA: shift change {changes[-1]:.3g} > tol {tol:.3g} after {maxit} iterations"
+                      + ("; returning the (stable) start ROM from the surrogate" if fallback else ""),
+                      ConvergenceWarning, stacklevel=2)
+        if fallback:
+            rom, sigma = start, shifts_from_poles(np.linalg.eigvals(start.A), False)
+    err = h2_error(sys, rom, method="lowrank", maxiter=maxiter) if compute_error else float("nan")
+    info = {"init": label, "factorizations": sys.solver().n_factorizations, "time_init": t1 - t0,
+            "time_iterations": t2 - t1}
+    nrm = h2_norm(sys, method="lowrank", tol=lr_tol, maxiter=maxiter)
+    return ReductionResult(rom=rom, h2_error=err, h2_norm=nrm, method="irka", converged=converged,
+                           iterations=len(changes), history=tuple(changes), shifts=sigma, info=info)
