@@ -136,7 +136,8 @@ def _reducer(method: str, family: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # one run
 # ---------------------------------------------------------------------------------------------
-def run_one(case: dict, method: str, ratio: str, *, bound_samples: int, executor, acc0: float) -> dict:
+def run_one(case: dict, method: str, ratio: str, *, bound_samples: int, executor, acc0: float,
+            options: dict | None = None) -> dict:
     """Compress ``case["model"]`` with ``method`` at ``ratio`` and measure everything (one CSV row)."""
     from mor_lqo.deep.bound import output_error_bound
     from mor_lqo.deep.compress import compress
@@ -153,7 +154,7 @@ def run_one(case: dict, method: str, ratio: str, *, bound_samples: int, executor
                    orders=" ".join(str(2 * m) for m in model.n_modes))
     else:
         res = compress(model, method=row["reducer"], ratio=ratio, inputs=case["x_cal"], progress=False,
-                       executor=executor)
+                       executor=executor, options=options)
         compressed = res.model
         row.update(ssm_params=res.params["ssm"]["after"], total_params=res.params["total"]["after"],
                    orders=" ".join(str(lay["order_after"]) for lay in res.layers))
@@ -389,6 +390,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--n-calib", type=int, default=200, help="calibration (training) sequences")
     p.add_argument("--bound-samples", type=int, default=200, help="test sequences for bound vs measured")
     p.add_argument("--executor", default="serial", help="compress executor: serial, process, thread")
+    p.add_argument("--allocate", default="uniform", choices=("uniform", "data"),
+                   help="h2 orders per block: uniform (default) or split by data (MIMO/LQO models; "
+                        "compress(options={'allocate': 'data'}))")
     p.add_argument("--out", default=None,
                    help=f"output directory (default: {RESULTS}; with --quick: {RESULTS / 'quick'}, so a smoke test "
                         "never overwrites the committed results)")
@@ -433,7 +437,8 @@ def main(argv=None) -> dict:
                     continue
                 try:
                     row = run_one(case, method, ratio, bound_samples=min(args.bound_samples, len(case["x"])),
-                                  executor=args.executor, acc0=acc0)
+                                  executor=args.executor, acc0=acc0,
+                                  options={"allocate": args.allocate} if method == "h2" else None)
                 except Exception as exc:  # record and go on: a failed run is a result too
                     traceback.print_exc()
                     row = {"method": method, "reducer": _reducer(method, case["family"]), "ratio": ratio,
