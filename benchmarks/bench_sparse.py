@@ -23,26 +23,16 @@ import time
 import warnings
 
 import numpy as np
-import scipy.sparse as sp
 
 import mor_lqo
 from mor_lqo.sparse import SparseLQOSystem, balanced_truncation, h2_error, h2_norm, irka
+from mor_lqo.sparse.models import heat2d as heat2d_system
 
 
 def heat2d(N: int, m: int = 1, p: int = 1):
-    """(A, B, C) of the 2-D heat equation, 5-point stencil, n = N^2."""
-    h = 1.0 / (N + 1)
-    T = sp.diags([-2 * np.ones(N), np.ones(N - 1), np.ones(N - 1)], [0, 1, -1]) / h**2
-    I = sp.identity(N)
-    A = (sp.kron(T, I) + sp.kron(I, T)).tocsc()
-    x = (np.arange(N) + 1) * h
-    X, Y = np.meshgrid(x, x, indexing="ij")
-    B = np.stack([((X > 0.1 + 0.8 * k / m) & (X < 0.1 + 0.8 * (k + 1) / m) & (Y < 0.5)).ravel() * 1.0
-                  for k in range(m)], 1)
-    C = np.stack([((X > 0.1 + 0.8 * k / p) & (X < 0.1 + 0.8 * (k + 1) / p) & (Y > 0.5)).ravel() * 1.0
-                  for k in range(p)], 0)
-    C /= C.sum(axis=1, keepdims=True)
-    return A, B, C
+    """(A, B, C) of :func:`mor_lqo.sparse.models.heat2d` (the peers take the matrices)."""
+    sys_ = heat2d_system(N, m, p)
+    return sys_.A, np.asarray(sys_.B), np.asarray(sys_.C)
 
 
 def timed(fn):

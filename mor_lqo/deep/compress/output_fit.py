@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ...adapters.block import HalfModes
+from .recorded import _states
 
 __all__ = ["OutputFitProblem", "make_problem", "output_error", "output_error_gradient", "fit_outputs",
            "best_readout", "data_balanced_start", "data_gramians", "quadratic_factor", "unit_outputs"]
@@ -56,16 +57,6 @@ class OutputFitProblem:
     weight: np.ndarray
     n_data: int
     kappa: float
-
-
-def _states(lam: np.ndarray, Bu: np.ndarray) -> np.ndarray:
-    """``x_k = lam * x_{k-1} + Bu_k`` from ``x_{-1} = 0`` along axis 1 of ``Bu`` (N, L, n)."""
-    X = np.empty_like(Bu)
-    x = np.zeros((Bu.shape[0], Bu.shape[2]), Bu.dtype)
-    for k in range(Bu.shape[1]):
-        x = lam * x + Bu[:, k]
-        X[:, k] = x
-    return X
 
 
 def quadratic_factor(M: np.ndarray, rtol: float = 1e-12) -> tuple[np.ndarray, np.ndarray]:
