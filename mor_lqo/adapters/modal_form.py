@@ -112,7 +112,7 @@ def to_half_modes(rom, kappa: float, sign: int = 0) -> HalfModes:
         Xi = np.linalg.inv(X)
         Bf = Xi @ np.real(rom.B)
         Cf = np.real(rom.C) @ X
-        Mf = None if rom.M is None else np.einsum("na,jnk,kb->jab", X.conj(), np.real(rom.M), X)
+        Mf = None if rom.M is None else np.einsum("na,jnk,kb->jab", X.conj(), np.real(rom.M), X, optimize=True)
         exact_pairs = True
     D = np.asarray(rom.D)
     if np.iscomplexobj(D):
