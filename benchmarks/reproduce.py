@@ -65,6 +65,10 @@ METHODS = ("modal", "bt", "irka", "h2", "bound")
 MODELS = ("mnist1d_s4d", "mnist1d_lqo", "mnist1d_s4d_n256", "tones_s4d", "mnist1d_lqo_p256")
 N256_WEIGHTS = RESULTS / "mnist1d_s4d_n256.safetensors"
 P256_WEIGHTS = RESULTS / "mnist1d_lqo_p256.safetensors"
+STATE_HEAVY = {  # model name: (weights, family, description)
+    "mnist1d_s4d_n256": (N256_WEIGHTS, "s4d", "S4D model (d_state 256)"),
+    "mnist1d_lqo_p256": (P256_WEIGHTS, "lqo", "LQO model (P = 256 modes per layer)"),
+}
 QUICK = {"models": ("mnist1d_s4d",), "methods": ("modal", "bt", "h2"), "ratios": ("1", "1/2", "1/8", "1/32")}
 CSV_FIELDS = [
     "model", "method", "reducer", "ratio", "ssm_frac", "total_frac", "accuracy", "acc_drop_points",
@@ -94,24 +98,15 @@ def load_case(name: str, n_test: int | None, n_calib: int) -> dict:
 
         x_cal = generate_mnist1d(seed=42)["x"][:n_calib]
         desc = f"MNIST-1D (L = 40), bundled {fam.upper()} model"
-    elif name == "mnist1d_s4d_n256":
-        from mor_lqo.deep import generate_mnist1d
-
-        sd, _ = read_safetensors(N256_WEIGHTS)
-        model = S4DModel.from_state_dict(sd)
-        x, y = load_test_split()
-        x_cal = generate_mnist1d(seed=42)["x"][:n_calib]
-        fam = "s4d"
-        desc = "MNIST-1D (L = 40), state-heavy S4D model (d_state 256) of benchmarks/train_mnist1d.py"
-    elif name == "mnist1d_lqo_p256":
+    elif name in STATE_HEAVY:
         from mor_lqo.deep import LQOModel, generate_mnist1d
 
-        sd, _ = read_safetensors(P256_WEIGHTS)
-        model = LQOModel.from_state_dict(sd)
+        path, fam, what = STATE_HEAVY[name]
+        sd, _ = read_safetensors(path)
+        model = (S4DModel if fam == "s4d" else LQOModel).from_state_dict(sd)
         x, y = load_test_split()
         x_cal = generate_mnist1d(seed=42)["x"][:n_calib]
-        fam = "lqo"
-        desc = "MNIST-1D (L = 40), state-heavy LQO model (P = 256 modes per layer) of benchmarks/train_mnist1d.py"
+        desc = f"MNIST-1D (L = 40), state-heavy {what} of benchmarks/train_mnist1d.py"
     elif name == "tones_s4d":
         from benchmarks.tasks import make_tones
         from benchmarks.train_longrange import DEFAULT_OUT, TEST_SEED

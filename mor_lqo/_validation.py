@@ -51,6 +51,26 @@ def as_float_or_complex(x, name: str, *, copy: bool = True) -> np.ndarray:
     return arr
 
 
+def as_input_matrix(B, n: int) -> np.ndarray:
+    """B as a float64/complex128 (n, m >= 1) array (a 1-D array means m = 1); ``ShapeError`` otherwise."""
+    B = as_float_or_complex(B, "B")
+    if B.ndim == 1:
+        B = B.reshape(-1, 1)
+    if B.ndim != 2 or B.shape[0] != n or B.shape[1] < 1:
+        raise ShapeError(f"B must have shape (n, m) = ({n}, m >= 1), got {B.shape}")
+    return B
+
+
+def as_output_matrix(C, n: int) -> np.ndarray:
+    """C as a float64/complex128 (p >= 1, n) array (a 1-D array means p = 1); ``ShapeError`` otherwise."""
+    C = as_float_or_complex(C, "C")
+    if C.ndim == 1:
+        C = C.reshape(1, -1)
+    if C.ndim != 2 or C.shape[1] != n or C.shape[0] < 1:
+        raise ShapeError(f"C must have shape (p, n) = (p >= 1, {n}), got {C.shape}")
+    return C
+
+
 def check_dt(dt) -> float:
     """Validate a sampling time: 0 for continuous time, a positive finite float for discrete time."""
     if isinstance(dt, bool) or not isinstance(dt, numbers.Real):

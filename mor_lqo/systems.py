@@ -30,6 +30,8 @@ import scipy.linalg as sla
 from ._validation import (
     CONVENTIONS,
     as_float_or_complex,
+    as_input_matrix,
+    as_output_matrix,
     check_convention,
     check_dt,
     check_system,
@@ -117,18 +119,10 @@ class LQOSystem:
         n = lam.shape[0] if lam is not None else A.shape[0]
         if n < 1:
             raise ShapeError("empty system: the state dimension must be at least 1")
-        B = as_float_or_complex(B, "B")
-        if B.ndim == 1:
-            B = B.reshape(-1, 1)
-        if B.ndim != 2 or B.shape[0] != n or B.shape[1] < 1:
-            raise ShapeError(f"B must have shape (n, m) = ({n}, m >= 1), got {B.shape}")
+        B = as_input_matrix(B, n)
         m = B.shape[1]
         if C is not None:
-            C = as_float_or_complex(C, "C")
-            if C.ndim == 1:
-                C = C.reshape(1, -1)
-            if C.ndim != 2 or C.shape[1] != n or C.shape[0] < 1:
-                raise ShapeError(f"C must have shape (p, n) = (p >= 1, {n}), got {C.shape}")
+            C = as_output_matrix(C, n)
         if M is not None:
             M = as_float_or_complex(M, "M")
             if M.ndim == 2:

@@ -23,7 +23,7 @@ import numpy as np
 import scipy.linalg as sla
 
 from .._validation import check_order
-from ..errors import UnstableSystemError
+from ..errors import ProjectionBreakdownError, UnstableSystemError
 from ..reduction.balanced import UnstableROMWarning, _check_hsv_gap
 from ..reduction.result import ReductionResult
 from ..systems import LQOSystem
@@ -32,6 +32,16 @@ from .norms import _check, _dense, h2_error, h2_norm, use_dense
 from .system import SparseLQOSystem, as_sparse_system
 
 __all__ = ["balanced_truncation", "project"]
+
+
+def orthonormal_basis(X: np.ndarray, what: str) -> np.ndarray:
+    """Orthonormal basis of the columns of X (thin QR); ``ProjectionBreakdownError`` naming ``what`` when X is
+    numerically rank deficient (a diagonal entry of R below 1e-13 times the largest) or not finite."""
+    Q, R = np.linalg.qr(X)
+    d = np.abs(np.diag(R))
+    if not np.all(np.isfinite(d)) or d.min() <= 1e-13 * d.max():
+        raise ProjectionBreakdownError(f"{what} is numerically rank deficient")
+    return Q
 
 
 def project(sys: SparseLQOSystem, V: np.ndarray, W: np.ndarray) -> LQOSystem:

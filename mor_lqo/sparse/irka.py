@@ -30,7 +30,7 @@ from ..errors import ConvergenceWarning, InvalidArgumentError, ProjectionBreakdo
 from ..reduction.irka import shifts_from_poles
 from ..reduction.result import ReductionResult
 from ..systems import LQOSystem
-from .balanced import balanced_truncation, project
+from .balanced import balanced_truncation, orthonormal_basis, project
 from .gramians import DEFAULT_TOL
 from .lradi import _initial_shifts
 from .norms import _check, _dense, h2_error, h2_norm, use_dense
@@ -39,14 +39,6 @@ from .system import SparseLQOSystem, as_sparse_system
 __all__ = ["irka"]
 
 _SURROGATE_RTOL = 1e-12  # surrogate order: Hankel singular values above this (relative), within [4r, 10r]
-
-
-def _orth(X: np.ndarray, name: str) -> np.ndarray:
-    Q, R = np.linalg.qr(X)
-    d = np.abs(np.diag(R))
-    if not np.all(np.isfinite(d)) or d.min() <= 1e-13 * d.max():
-        raise ProjectionBreakdownError(f"sparse IRKA: the {name} basis is numerically rank deficient")
-    return Q
 
 
 def _bases(sys: SparseLQOSystem, rom: LQOSystem):
@@ -76,7 +68,7 @@ def _bases(sys: SparseLQOSystem, rom: LQOSystem):
     V, W = np.concatenate(V, axis=1), np.concatenate(W, axis=1)
     if V.shape[1] != rom.order:
         raise ProjectionBreakdownError("sparse IRKA: the reduced poles are not conjugation-closed")
-    return _orth(V, "V"), _orth(W, "W"), sigma
+    return orthonormal_basis(V, "sparse IRKA: the V basis"), orthonormal_basis(W, "sparse IRKA: the W basis"), sigma
 
 
 def _shift_change(a: np.ndarray, b: np.ndarray) -> float:

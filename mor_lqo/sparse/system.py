@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from .._validation import as_float_or_complex, check_dt
+from .._validation import as_float_or_complex, as_input_matrix, as_output_matrix, check_dt
 from ..errors import (
     DTypeError,
     MorLqoError,
@@ -122,17 +122,9 @@ class SparseLQOSystem:
         if n < 1:
             raise ShapeError("empty system: the state dimension must be at least 1")
         E = None if E is None else _as_sparse(E, "E", n)
-        B = as_float_or_complex(B, "B")
-        if B.ndim == 1:
-            B = B.reshape(-1, 1)
-        if B.ndim != 2 or B.shape[0] != n or B.shape[1] < 1:
-            raise ShapeError(f"B must have shape (n, m) = ({n}, m >= 1), got {B.shape}")
+        B = as_input_matrix(B, n)
         if C is not None:
-            C = as_float_or_complex(C, "C")
-            if C.ndim == 1:
-                C = C.reshape(1, -1)
-            if C.ndim != 2 or C.shape[1] != n or C.shape[0] < 1:
-                raise ShapeError(f"C must have shape (p, n) = (p >= 1, {n}), got {C.shape}")
+            C = as_output_matrix(C, n)
         Ms = None
         if M is not None:
             if sp.issparse(M) or (isinstance(M, np.ndarray) and M.ndim == 2):

@@ -25,24 +25,16 @@ import warnings
 import numpy as np
 
 from .._validation import check_order
-from ..errors import ConvergenceWarning, InvalidArgumentError, ProjectionBreakdownError, SamplingTimeError
+from ..errors import ConvergenceWarning, InvalidArgumentError, SamplingTimeError
 from ..reduction.result import ReductionResult
 from ..systems import LQOSystem
-from .balanced import project
+from .balanced import orthonormal_basis, project
 from .gramians import DEFAULT_TOL
 from .norms import _check, _dense, h2_error, h2_norm, use_dense
 from .sylvester import sparse_dense_sylvester
 from .system import SparseLQOSystem, as_sparse_system
 
 __all__ = ["tsia"]
-
-def _orth(X: np.ndarray, name: str) -> np.ndarray:
-    Q, R = np.linalg.qr(X)
-    d = np.abs(np.diag(R))
-    if not np.all(np.isfinite(d)) or d.min() <= 1e-13 * d.max():
-        raise ProjectionBreakdownError(f"sparse TSIA: the {name} basis is numerically rank deficient")
-    return Q
-
 
 def tsia_step(sys: SparseLQOSystem, rom: LQOSystem) -> LQOSystem:
     """One (LQO-)TSIA step (module docstring)."""
@@ -52,7 +44,8 @@ def tsia_step(sys: SparseLQOSystem, rom: LQOSystem) -> LQOSystem:
         for Mj, Mh in zip(sys.M, rom.M):
             F = F - 2.0 * ((Mj @ X) @ Mh)
     Y = sparse_dense_sylvester(sys, rom.A, F, adjoint=True)
-    return project(sys, _orth(X, "V"), _orth(Y, "W"))
+    V = orthonormal_basis(X, "sparse TSIA: the V basis")
+    return project(sys, V, orthonormal_basis(Y, "sparse TSIA: the W basis"))
 
 
 def _pole_change(new: np.ndarray, old: np.ndarray) -> float:
