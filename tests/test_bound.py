@@ -314,3 +314,67 @@ def test_bound_on_bundled_model_and_data(name, keep):
     assert res.measured_max > 0
     assert np.all(res.measured <= res.per_sample + ROUND)
     assert 0 < res.tightness <= 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Theorem 2: exact layer injections at the hybrid point (docs/bound.md §4.1)
+# ---------------------------------------------------------------------------------------------
+def _hybrid_bound(m, mc, x):
+    from mor_lqo.deep.bound_hybrid import hybrid_layer, hybrid_propagate
+
+    ev = BoundEvaluator(m, inputs=x)
+    reduced = [mc.ssm_params(i) for i in range(m.n_layers)]
+    terms = [ev.layer_terms(i, r) for i, r in enumerate(reduced)]
+    kern = [s4d_kernels(r, ev.L) if ev.family == "s4d" else None for r in reduced]
+    hyb = [hybrid_layer(ev, i, r, k) for i, (r, k) in enumerate(zip(reduced, kern))]
+    return ev, hyb, hybrid_propagate(ev, terms, hyb, reduced), ev.propagate(terms)
+
+
+@given(seed=st.integers(0, 10_000), family=st.sampled_from(["s4d", "lqo"]), L=st.integers(3, 20),
+       k0=st.integers(1, 4), k1=st.integers(1, 3), perturb=st.sampled_from([0.0, 0.1, 1.0]),
+       xscale=st.floats(0.01, 5.0))
+@settings(max_examples=25, deadline=None)
+def test_hybrid_bound_dominates_measured(seed, family, L, k0, k1, perturb, xscale):
+    """Theorem 2 alone (not its min with Theorem 1) bounds the measured error; E is the exact injection."""
+    rng = np.random.default_rng(seed)
+    if family == "s4d":
+        sd = s4d_sd(rng, H=4, M=(4, 3))
+        m, mc = S4DModel.from_state_dict(sd), S4DModel.from_state_dict(truncate_s4d(sd, (k0, k1), perturb, rng))
+    else:
+        sd = lqo_sd(rng, H=4, P=(5, 3), R=(2, 1))
+        m, mc = LQOModel.from_state_dict(sd), LQOModel.from_state_dict(truncate_lqo(sd, (k0, k1), perturb, rng))
+    x = xscale * rng.standard_normal((6, L))
+    ev, hyb, hybrid, _ = _hybrid_bound(m, mc, x)
+    measured = measured_output_error(m, mc, x)
+    assert np.all(measured <= hybrid + ROUND)
+    # independent route for the injections: the compressed model's layer i on the original input
+    _, trace = m.forward(x, return_layer_inputs=True)
+    for i, t in enumerate(trace):
+        direct = np.linalg.norm(mc.layer(i, t["input"]) - t["output"], axis=-1)
+        np.testing.assert_allclose(hyb[i]["E"], direct, rtol=1e-10, atol=1e-12)
+    # the first layer's injection is the first layer's true error
+    _, trace_c = mc.forward(x, return_layer_inputs=True)
+    np.testing.assert_allclose(hyb[0]["E"], np.linalg.norm(trace_c[0]["output"] - trace[0]["output"], axis=-1),
+                               rtol=1e-10, atol=1e-12)
+    res = output_error_bound(m, mc, inputs=x)
+    np.testing.assert_allclose(res.per_sample, np.minimum(res.per_sample_lemma, hybrid), rtol=1e-12)
+    assert np.all(res.per_sample <= res.cap * (1 + 1e-12))
+
+
+@pytest.mark.parametrize("family", ["s4d", "lqo"])
+def test_hybrid_bound_last_layer_only(rng, family):
+    """Only the last layer compressed: Theorem 2 is ||W_dec|| mean_k ||u^_k - u_k|| exactly, ≤ Theorem 1."""
+    if family == "s4d":
+        sd = s4d_sd(rng, H=4, M=(4, 3))
+        m, mc = S4DModel.from_state_dict(sd), S4DModel.from_state_dict(truncate_s4d(sd, (4, 1)))
+    else:
+        sd = lqo_sd(rng, H=4, P=(5, 3), R=(2, 1))
+        m, mc = LQOModel.from_state_dict(sd), LQOModel.from_state_dict(truncate_lqo(sd, (5, 1)))
+    x = rng.standard_normal((8, 25))
+    ev, hyb, hybrid, lemma = _hybrid_bound(m, mc, x)
+    _, tr = m.forward(x, return_layer_inputs=True)
+    _, trc = mc.forward(x, return_layer_inputs=True)
+    exact = ev.dec_norm * np.mean(np.linalg.norm(trc[-1]["output"] - tr[-1]["output"], axis=-1), axis=1)
+    np.testing.assert_allclose(hybrid, exact, rtol=1e-9)
+    assert np.all(hybrid <= lemma * (1 + 1e-12))
+    assert np.all(measured_output_error(m, mc, x) <= hybrid + ROUND)

@@ -33,12 +33,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..errors import LayoutError, ShapeError
+from .bound_result import BoundResult, LayerBound
 from .models import LN_EPS, LQOModel, S4DModel, gelu
 
 __all__ = [
@@ -215,118 +215,6 @@ def layer_h2_errors(model, compressed, length: int) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------------------------
-# result objects
-# ---------------------------------------------------------------------------------------------
-@dataclass
-class LayerBound:
-    """Per-layer terms of the bound.
-
-    Attributes
-    ----------
-    index : int
-        Layer index.
-    name : str
-        State-dict prefix of the SSM block.
-    h2_error : float
-        Finite-horizon (sequence length) h2 error of the block's real input–output map (root sum of
-        squares over channels for S4D; linear and quadratic parts for LQO, see ``linear``/``quadratic``).
-    contribution : float
-        The bound when only this layer is compressed (all other layers exact), max over the batch.
-    first_order : float
-        The first-order (small-error, unsaturated) form of ``contribution``
-        (:meth:`BoundEvaluator.propagate` with ``linear=True``).
-    share : float
-        ``first_order / sum of first_order`` over the layers: the layers' shares of the bound to first
-        order (the saturated bound gives every layer the same cap, so its shares say nothing).
-    weight : float
-        ``first_order / h2_error``: how strongly an h2 error of this layer is amplified by the rest of
-        the network (larger for shallow layers).
-    linear, quadratic : float or None
-        LQO blocks: the linear / quadratic parts of ``h2_error``.
-    channel_errors : ndarray or None
-        S4D blocks: per-channel finite-horizon h2 errors.
-    """
-
-    index: int
-    name: str
-    h2_error: float
-    contribution: float = 0.0
-    first_order: float = 0.0
-    share: float = 0.0
-    weight: float = 0.0
-    linear: float | None = None
-    quadratic: float | None = None
-    channel_errors: np.ndarray | None = None
-
-
-@dataclass
-class BoundResult:
-    """Output-error bound of a compressed Deep SSM.
-
-    Attributes
-    ----------
-    value : float
-        The bound: max over the batch (a posteriori) or the a-priori bound.
-    kind : str
-        ``"a-posteriori"`` or ``"a-priori"``.
-    per_sample : ndarray or None
-        A-posteriori bound of every sequence of the batch.
-    measured : ndarray or None
-        Measured :math:`\\|f(x) - \\hat f(x)\\|_2` per sequence (a posteriori only).
-    length : int
-        Sequence length L (the horizon of the h2 errors).
-    layers : list of LayerBound
-    constants : dict
-        The Lipschitz constants used (computed), per layer.
-    """
-
-    value: float
-    kind: str
-    length: int
-    layers: list[LayerBound]
-    per_sample: np.ndarray | None = None
-    measured: np.ndarray | None = None
-    constants: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def measured_max(self) -> float | None:
-        """Largest measured logit error of the batch (None for a-priori bounds)."""
-        return None if self.measured is None else float(np.max(self.measured))
-
-    @property
-    def tightness(self) -> float | None:
-        """``max_x measured(x) / bound(x)`` over the batch (≤ 1 always; 1 would be tight)."""
-        if self.measured is None or self.per_sample is None:
-            return None
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r = np.where(self.per_sample > 0, self.measured / self.per_sample, 0.0)
-        return float(np.max(r))
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly summary."""
-        return {
-            "value": float(self.value),
-            "kind": self.kind,
-            "length": int(self.length),
-            "measured_max_error": self.measured_max,
-            "tightness": self.tightness,
-            "layers": [
-                {
-                    "index": lb.index,
-                    "name": lb.name,
-                    "h2_error": lb.h2_error,
-                    "share": lb.share,
-                    "weight": lb.weight,
-                    "contribution": lb.contribution,
-                    "linear": lb.linear,
-                    "quadratic": lb.quadratic,
-                }
-                for lb in self.layers
-            ],
-        }
-
-
-# ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
 def _check_length(L) -> int:
@@ -362,6 +250,11 @@ def _check_pair(model, compressed) -> None:
             )
 
 
+def _reduced_kernel(red: Mapping[str, Any], L: int) -> np.ndarray:
+    """S4D kernel (H, L) of reduced parameters, D included at lag 0 (a given ``"kernel"`` is used as is)."""
+    return red["kernel"] if "kernel" in red else s4d_kernels(red, L)
+
+
 def _causal_conv(kern: np.ndarray, d: np.ndarray) -> np.ndarray:
     r"""``out[b, k] = sum_{i<=k} kern[i] d[b, k-i]`` for non-negative kern and d (upper bound under FFT)."""
     L = d.shape[-1]
@@ -389,9 +282,11 @@ def _sens(kern: np.ndarray, kern_cs: np.ndarray, d: np.ndarray) -> np.ndarray:
 
 
 def _ln_step(rho, xstd, ycap, gmax, H, eps):
-    r"""LayerNorm: :math:`\min(\max|\gamma|\rho/\sqrt{\max(\sigma - \rho/\sqrt H, 0)^2 + \epsilon}, \text{cap})`."""
+    r"""LayerNorm step of §3: :math:`\min(\max|\gamma|\,\rho\,\min(1/\sqrt{\max(\sigma - \rho/\sqrt H, 0)^2
+    + \epsilon},\ 2/\sqrt{\sigma^2 + \epsilon}), \text{cap})` (segment bound; normalisation bound)."""
     smin = np.sqrt(np.maximum(xstd - rho / math.sqrt(H), 0.0) ** 2 + eps)
-    return np.minimum(gmax * rho / smin, ycap)
+    factor = np.minimum(1.0 / smin, 2.0 / np.sqrt(xstd * xstd + eps))
+    return np.minimum(gmax * rho * factor, ycap)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -502,7 +397,8 @@ class BoundEvaluator:
                     b = model._sd[f"layers.{i}.out.bias"].astype(np.float64)
                     X = U + S @ W.T + b
                     st.setdefault("unorm", []).append(np.sqrt(np.cumsum(np.sum(U * U, axis=-1), axis=1)))
-                    st.setdefault("U", []).append(U)
+                st.setdefault("U", []).append(U)
+                st.setdefault("Y", []).append(Y)
                 st.setdefault("xstd", []).append(np.std(X, axis=-1))
                 yc = np.linalg.norm(Y - bet, axis=-1) + np.max(np.abs(gam)) * math.sqrt(H)
                 st.setdefault("ycap", []).append(yc)
@@ -550,7 +446,7 @@ class BoundEvaluator:
         """Terms of layer ``i`` for reduced SSM parameters ``red`` (format of ``model.ssm_params``)."""
         L = self.L
         if self.family == "s4d":
-            ghat = red["kernel"] if "kernel" in red else s4d_kernels(red, L)
+            ghat = _reduced_kernel(red, L)
             diff = self._gfull[i] - ghat
             E2 = np.cumsum(diff * diff, axis=1)  # (H, L) prefix squared errors
             return {
@@ -646,7 +542,13 @@ class BoundEvaluator:
             if len(reduced) != self.n_layers:
                 raise ShapeError(f"expected reduced parameters for {self.n_layers} layers, got {len(reduced)}")
             terms = [self.layer_terms(i, r) for i, r in enumerate(reduced)]
-        per = self.propagate(terms)
+        per = lemma = self.propagate(terms)
+        if self.kind == "a-posteriori" and reduced is not None:  # Theorem 2: exact layer injections
+            from .bound_hybrid import hybrid_layer, hybrid_propagate
+
+            hyb = [hybrid_layer(self, i, r, _reduced_kernel(r, self.L) if self.family == "s4d" else None)
+                   for i, r in enumerate(reduced)]
+            per = np.minimum(lemma, hybrid_propagate(self, terms, hyb, reduced))
         layers = []
         for i, t in enumerate(terms):
             act = [j == i for j in range(self.n_layers)]
@@ -687,6 +589,8 @@ class BoundEvaluator:
             layers=layers,
             per_sample=per if self.kind == "a-posteriori" else None,
             constants=consts,
+            per_sample_lemma=lemma if self.kind == "a-posteriori" else None,
+            cap=self.dec_norm * np.mean(self._stats[-1]["ycap"], axis=1),
         )
 
 
