@@ -108,6 +108,59 @@ def factor(A) -> Factor:
     return Factor(T=T, U=U)
 
 
+THIN_SCHUR_MAX = 150  # orders up to which thin_schur beats dgees (LAPACK's dlaqr0 is slow at n ~ 100)
+_THIN_OK: list = []  # memo of the one-time check of the thin accumulation
+
+
+def _thin_schur_raw(A: np.ndarray, W: np.ndarray):
+    from .kernels.hqr_numba import hqr_thin
+
+    n = A.shape[0]
+    ht, tau, info = lapack.dgehrd(A)
+    Q, info2 = lapack.dorghr(ht, tau)
+    if info or info2:  # pragma: no cover - LAPACK argument error
+        return None
+    H = np.asfortranarray(np.triu(ht, -1))
+    Z = np.asfortranarray(W @ Q)
+    wr, wi = np.empty(n), np.empty(n)
+    if hqr_thin(H, Z, wr, wi) != 0:  # pragma: no cover - QR iteration did not converge
+        return None
+    return np.ascontiguousarray(H), np.ascontiguousarray(Z), wr + 1j * wi
+
+
+def _thin_ok() -> bool:
+    """Check once that dlahqr accumulates on the given rows only (the result equals W U of dgees up to
+    the signs of the Schur vectors, which the invariants below do not see)."""
+    if not _THIN_OK:
+        rng = np.random.default_rng(0)
+        A, W = rng.standard_normal((8, 8)), rng.standard_normal((2, 8))
+        out = _thin_schur_raw(A, W)
+        T, U = sla.schur(A)
+        ok = out is not None
+        if ok:
+            Tt, Z, _ = out
+            # W U and its T-coupled products are determined by the (unique, standardized) real Schur form
+            # only up to sign flips; compare sign-invariant quantities: |Z|, |T| and W A W^T = Z T Z^T.
+            ok = (np.allclose(np.abs(Z), np.abs(W @ U), atol=1e-12) and np.allclose(np.abs(Tt), np.abs(T), atol=1e-12)
+                  and np.allclose(Z @ Tt @ Z.T, W @ A @ W.T, atol=1e-12))
+        _THIN_OK.append(bool(ok))
+    return _THIN_OK[0]
+
+
+def thin_schur(A: np.ndarray, W: np.ndarray):
+    r"""Real Schur form :math:`A = U T U^T` returning T, :math:`W U` (k, n) and the eigenvalues, without U.
+
+    Hessenberg reduction (``dgehrd``/``dorghr``), then LAPACK's double-shift QR iteration ``dlahqr``
+    accumulating the transformations on the k rows of :math:`W Q` only. For the h2 norm of a real
+    system, :math:`W = [B^T; C]` gives :math:`\tilde B = U^T B` and :math:`\tilde C = C U`. Returns
+    None when not applicable (the one-time check of the thin accumulation failed, or the iteration did
+    not converge): the caller falls back to :func:`factor`.
+    """
+    if not _thin_ok():  # pragma: no cover - a LAPACK whose dlahqr touches other rows of Z
+        return None
+    return _thin_schur_raw(np.asarray(A, np.float64), np.asarray(W, np.float64))
+
+
 # --------------------------------------------------------------------------- triangular solves
 def _split(T: np.ndarray) -> int:
     """Split index of a (quasi-)triangular matrix that does not cut a 2x2 block."""

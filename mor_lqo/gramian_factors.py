@@ -4,21 +4,21 @@ Forming a Gramian and factoring it afterwards loses the small singular direction
 non-normal :math:`A` the product :math:`\|P\|\,\|Q\|` exceeds :math:`\sigma_1^2` by many orders of
 magnitude, and rounding errors of size :math:`\varepsilon\|P\|` in :math:`P` become errors of the
 Hankel singular values far larger than :math:`\varepsilon\sigma_1`. Hammarling's method computes a
-triangular factor :math:`U` with :math:`P = U^T U` from the Schur form of :math:`A` without forming
+triangular factor :math:`U` with :math:`P = U^H U` from the Schur form of :math:`A` without forming
 :math:`P`, column by column, with errors relative to the factor itself (docs/numerics.md).
 
 :func:`gramian_factors` returns :math:`Z_P, Z_Q` with :math:`P = Z_P Z_P^H`, :math:`Q = Z_Q Z_Q^H`:
 
-* strongly non-normal real dense systems: Hammarling's method (SLICOT ``SB03OD``, continuous Lyapunov
-  and discrete Stein equations); for LQO systems the quadratic term of the observability Gramian is a
-  PSD right-hand side with the factor :math:`K = [C;\ Z_P^T M_1;\ \dots;\ Z_P^T M_p]`, since
-  :math:`M_j P M_j = (Z_P^T M_j)^T (Z_P^T M_j)` for symmetric :math:`M_j`;
-* strongly non-normal complex dense LTI systems: the same through the real representation
-  :math:`R(X) = [[\mathrm{Re}\,X, -\mathrm{Im}\,X], [\mathrm{Im}\,X, \mathrm{Re}\,X]]`, whose Gramians
-  are :math:`R(P)`, :math:`R(Q)`; a complex factor of :math:`P` is read off the real one;
-* diagonal systems (normal, where the formed route is accurate) and complex LQO systems:
-  pivoted-Cholesky factors of the formed (diagonal: closed-form Cauchy) Gramians
-  (:func:`mor_lqo.reduction.balanced.gramian_factor`).
+* strongly non-normal dense systems: Hammarling's method (:func:`hammarling_factor`) for the
+  continuous Lyapunov and discrete Stein equations — real systems by SLICOT ``SB03OD`` on the real
+  Schur form, complex systems by the kernel :func:`mor_lqo.kernels.hammarling_numba.tri_hammarling`
+  on the complex Schur form (one Schur factorisation, shared with the formed route, serves both
+  Gramians). For LQO systems the quadratic term of the observability Gramian is a PSD right-hand side
+  with the factor :math:`K = [C;\ W_P M_1;\ \dots;\ W_P M_p]`, since
+  :math:`M_j P M_j = (W_P M_j)^H (W_P M_j)` for Hermitian :math:`M_j` and :math:`P = W_P^H W_P`;
+* diagonal systems (normal, where the formed route is accurate): pivoted-Cholesky factors of the
+  closed-form Cauchy Gramians (:func:`mor_lqo.reduction.balanced.gramian_factor`), as for all systems
+  whose non-normality estimate stays below :data:`NONNORMALITY_LIMIT`.
 """
 
 from __future__ import annotations
@@ -28,24 +28,37 @@ import numpy as np
 from .gramians import _memo, check_stable, controllability_gramian, observability_gramian
 from .systems import LQOSystem
 
-__all__ = ["gramian_factors", "hammarling_factor", "nonnormality", "NONNORMALITY_LIMIT"]
+__all__ = ["gramian_factors", "hammarling_factor", "hammarling_schur", "nonnormality", "NONNORMALITY_LIMIT"]
 
 
 def hammarling_factor(A: np.ndarray, K: np.ndarray, discrete: bool) -> np.ndarray:
-    r"""Upper-triangular :math:`U` with :math:`X = U^T U` solving the observability-type equation
+    r"""Upper-triangular :math:`U` with :math:`X = U^H U` solving the observability-type equation
 
     .. math::
 
-        A^T X + X A + K^T K = 0 \quad\text{(continuous)}, \qquad
-        A^T X A - X + K^T K = 0 \quad\text{(discrete)},
+        A^H X + X A + K^H K = 0 \quad\text{(continuous)}, \qquad
+        A^H X A - X + K^H K = 0 \quad\text{(discrete)},
 
-    for real stable ``A`` (n, n) and real ``K`` (k, n), by Hammarling's method (SLICOT ``SB03OD``).
-    The controllability equation :math:`A P + P A^T + B B^T = 0` is the case ``A.T, B.T``.
+    for stable ``A`` (n, n) and ``K`` (k, n), by Hammarling's method, never forming :math:`X`: real
+    ``A`` and ``K`` by SLICOT ``SB03OD`` (real Schur form), complex ones on the complex Schur form
+    :math:`A = Q T Q^H` (:func:`hammarling_schur`, then a QR factorisation makes the factor
+    triangular). The controllability equation :math:`A P + P A^H + B B^H = 0` is the case
+    ``A.conj().T, B.conj().T``.
 
     Returns
     -------
-    U : ndarray, shape (n, n), upper triangular
+    U : ndarray, shape (n, n), upper triangular (float64 for real input, complex128 otherwise)
+
+    Raises
+    ------
+    UnstableSystemError
+        If a complex ``A`` has an eigenvalue outside the open left half-plane (unit disc).
     """
+    if np.iscomplexobj(A) or np.iscomplexobj(K):
+        import scipy.linalg as sla
+
+        T, Q = sla.schur(np.asarray(A, np.complex128), output="complex", check_finite=False)
+        return np.triu(np.linalg.qr(hammarling_schur(T, Q, K, discrete), mode="r"))
     from slycot import sb03od
 
     n = A.shape[0]
@@ -59,12 +72,43 @@ def hammarling_factor(A: np.ndarray, K: np.ndarray, discrete: bool) -> np.ndarra
     return np.triu(U[:n, :n]) / scale
 
 
+def hammarling_schur(T: np.ndarray, Q: np.ndarray, K: np.ndarray, discrete: bool) -> np.ndarray:
+    r"""Square factor :math:`W` (n, n), :math:`X = W^H W`, of the solution of
+    :math:`A^H X + X A + K^H K = 0` (discrete: :math:`A^H X A - X + K^H K = 0`) from a complex Schur
+    form :math:`A = Q T Q^H` (T upper triangular, Q unitary).
+
+    In Schur coordinates :math:`\tilde X = Q^H X Q` solves the same equation with :math:`T` and the
+    triangular QR factor :math:`R` (n, n, zero-padded) of :math:`K Q`; the kernel
+    :func:`mor_lqo.kernels.hammarling_numba.tri_hammarling` returns :math:`\tilde U` with
+    :math:`\tilde X = \tilde U^H \tilde U`, and :math:`W = \tilde U Q^H`. Cost O(n³ + k n²).
+
+    Raises
+    ------
+    UnstableSystemError
+        If a diagonal entry of ``T`` is not stable.
+    """
+    from .errors import UnstableSystemError
+    from .kernels.hammarling_numba import tri_hammarling
+
+    n = T.shape[0]
+    R = np.linalg.qr(np.asarray(K, np.complex128) @ Q, mode="r")  # (min(k, n), n) upper trapezoidal
+    Rp = np.zeros((n, n), np.complex128)
+    Rp[: R.shape[0]] = R
+    try:
+        Ut = tri_hammarling(np.ascontiguousarray(T, np.complex128), Rp, bool(discrete))
+    except ValueError:
+        what = "|lambda| < 1" if discrete else "Re lambda < 0"
+        raise UnstableSystemError(f"Hammarling's method needs a stable matrix ({what} for all eigenvalues)"
+                                  ) from None
+    return Ut @ Q.conj().T
+
+
 NONNORMALITY_LIMIT = 1e6  # ||P|| ||Q|| / sigma_1^2 above which formed Gramians lose the HSVs' accuracy
 
 
 def _hammarling_applies(sys: LQOSystem) -> bool:
-    """Dense systems, real (LTI or LQO) or complex LTI (through the real representation)."""
-    return not sys.is_diagonal and sys.n > 0 and not (sys.is_complex and sys.M is not None)
+    """Dense systems, real or complex, LTI or LQO."""
+    return not sys.is_diagonal and sys.n > 0
 
 
 def _norm2_estimate(apply, dim: int, iters: int = 30) -> float:
@@ -86,7 +130,7 @@ def nonnormality(ZP: np.ndarray, ZQ: np.ndarray) -> float:
     :math:`\kappa \ge 1`; it is 2–100 for ordinary systems (heat equations, random stable matrices,
     the AdvecDiff model) and 1e18 or more for the strongly non-normal systems on which formed
     Gramians give wrong Hankel singular values. Rounding of the formed Gramians perturbs
-    :math:`\sigma_i^2` by about :math:`arepsilon \|P\| \|Q\| = arepsilon\kappa\sigma_1^2`.
+    :math:`\sigma_i^2` by about :math:`\varepsilon \|P\| \|Q\| = \varepsilon\kappa\sigma_1^2`.
     """
     nP = _norm2_estimate(lambda v: ZP.conj().T @ (ZP @ v), ZP.shape[1])  # ||Z_P||_2 = ||P||_2^(1/2)
     nQ = _norm2_estimate(lambda v: ZQ.conj().T @ (ZQ @ v), ZQ.shape[1])
@@ -98,12 +142,11 @@ def gramian_factors(sys: LQOSystem) -> tuple[np.ndarray, np.ndarray]:
     r"""Factors :math:`Z_P` (n, k_P), :math:`Z_Q` (n, k_Q) of the controllability and (LQO)
     observability Gramians: :math:`P = Z_P Z_P^H`, :math:`Q = Z_Q Z_Q^H` (cached on ``sys``).
 
-    First the fast route: pivoted-Cholesky factors of the formed Gramians. For a dense system (real, or
-    complex without quadratic outputs) whose non-normality estimate :func:`nonnormality` exceeds
-    :data:`NONNORMALITY_LIMIT` the factors are recomputed by Hammarling's method
-    (:func:`hammarling_factor`), which keeps the Hankel singular values accurate to ~1e-15 sigma_1 for
-    real systems (the formed route was off by up to 150 sigma_1) and to ~1e-6 sigma_1 for complex ones
-    (formed: ~1e-2 sigma_1).
+    First the fast route: pivoted-Cholesky factors of the formed Gramians. For a dense system whose
+    non-normality estimate :func:`nonnormality` exceeds :data:`NONNORMALITY_LIMIT` the factors are
+    recomputed by Hammarling's method (:func:`hammarling_factor`, :func:`hammarling_schur`), which keeps
+    the Hankel singular values of strongly non-normal systems accurate to ~1e-15 sigma_1 (real) and
+    ~1e-14 sigma_1 (complex), where the formed route was off by up to 150 sigma_1 (docs/numerics.md).
     """
     check_stable(sys, "Gramian factors")
 
@@ -125,19 +168,23 @@ def _realification(X: np.ndarray) -> np.ndarray:
 
 
 def _hammarling_factors(sys: LQOSystem) -> tuple[np.ndarray, np.ndarray]:
-    """Hammarling factors of a dense system; complex LTI systems through their real representation.
+    """Hammarling factors (Z_P, Z_Q) of a dense system.
 
-    For complex ``A`` the real system ``(R(A), R(B), R(C))`` has Gramians ``R(P)``, ``R(Q)``; from a
-    real factor ``Z_r`` (2n, k) of ``R(P)`` the complex ``W = (Z_r[:n] + i Z_r[n:]) / sqrt(2)`` satisfies
-    ``W W^H = P`` (block structure of ``R(P)``).
+    Complex systems: one complex Schur form :math:`A = Q T Q^H` (cached on ``sys``) serves both
+    equations; the controllability equation is the observability-type one for
+    :math:`A^H = (QJ)(J T^H J)(QJ)^H` with the flip J (:func:`mor_lqo.gramians.adjoint_factor`).
     """
     disc = sys.is_discrete
     if sys.is_complex:
-        n = sys.n
-        Ar, Br, Cr = (_realification(X) for X in (sys.A, sys.B, sys.C))
-        ZPr = hammarling_factor(Ar.T, Br.T, disc).T
-        ZQr = hammarling_factor(Ar, Cr, disc).T
-        return ((ZPr[:n] + 1j * ZPr[n:]) / np.sqrt(2.0), (ZQr[:n] + 1j * ZQr[n:]) / np.sqrt(2.0))
+        from .gramians import adjoint_factor, schur_factor
+
+        f = schur_factor(sys, complex_form=True)
+        fa = adjoint_factor(f)
+        Wp = hammarling_schur(fa.T, fa.U, sys.B.conj().T, disc)  # P = Wp^H Wp
+        K = sys.C
+        if sys.M is not None:  # M_j P M_j = (Wp M_j)^H (Wp M_j), M_j Hermitian
+            K = np.vstack([K, *(Wp @ Mj for Mj in sys.M)])
+        return Wp.conj().T, hammarling_schur(f.T, f.U, K, disc).conj().T
     A = np.asarray(sys.A, float)
     Up = hammarling_factor(A.T, np.asarray(sys.B, float).T, disc)  # P = Up^T Up
     K = np.asarray(sys.C, float)

@@ -36,6 +36,7 @@ from .gramians import (
     controllability_gramian,
     controllability_gramian_schur,
     cross_gramian,
+    schur_factor,
 )
 from .systems import LQOSystem
 
@@ -78,28 +79,80 @@ def _lin_inner_diag(s1: LQOSystem, s2: LQOSystem) -> float:
     return float(np.real(np.vdot(s2.C, s1.C @ X)))  # pragma: no cover
 
 
+SYM_KERNEL_MAX = 150  # real orders up to which the symmetric triangular kernel beats the blocked solver
+
+
+def _stability_from(sys: LQOSystem, lam: np.ndarray) -> None:
+    """Cache the stability data of check_stable from eigenvalues already at hand."""
+    from .gramians import MARGINAL
+
+    if sys.is_discrete:
+        val = float(np.max(np.abs(lam))), 1.0 - MARGINAL
+    else:
+        val = float(np.max(lam.real)), -MARGINAL * float(np.max(np.abs(lam)))
+    _memo(sys, "abscissa_limit", lambda: val)
+
+
+def _real_lti_dense(sys: LQOSystem) -> bool:
+    return sys.M is None and not sys.is_diagonal and not sys.is_complex and 0 < sys.n <= SYM_KERNEL_MAX
+
+
+def _h2_linear_real(sys: LQOSystem) -> float | None:
+    r"""tr(C̃ P̃ C̃^T) for a real dense LTI system by the symmetric triangular kernel; P̃ in Schur coordinates.
+
+    Without a cached Schur factor and for n <= :data:`~mor_lqo.equations.THIN_SCHUR_MAX`, the Schur
+    form comes from :func:`~mor_lqo.equations.thin_schur` on W = [B^T; C] (no n x n Schur vectors),
+    and its eigenvalues feed the stability check. Returns None where the route does not apply.
+    """
+    from .equations import THIN_SCHUR_MAX, thin_schur
+    from .kernels.lyap_real_numba import tri_lyap_sym_real
+
+    m = sys.m
+    if "factor" in sys._cache or sys.n > THIN_SCHUR_MAX or 2 * (m + sys.p) > sys.n:
+        check_stable(sys)
+        f = schur_factor(sys)
+        T, Bt, Ct = f.T, f.U.T @ sys.B, sys.C @ f.U
+    else:
+        out = thin_schur(sys.A, np.vstack([sys.B.T, sys.C]))
+        if out is None:  # pragma: no cover - fallback of thin_schur
+            return None
+        T, Z, lam = out
+        _stability_from(sys, lam)
+        check_stable(sys)
+        Bt, Ct = Z[:m].T, Z[m:]
+    Pt = tri_lyap_sym_real(T, Bt @ Bt.T, sys.is_discrete)
+    return float(np.vdot(Ct, Ct @ Pt))
+
+
 def h2_norm_parts(sys: LQOSystem) -> H2Parts:
     """Squared h2 norm split into linear (incl. D in discrete time) and quadratic parts."""
     sys = _check_system(sys)
+    if "h2parts" in sys._cache:
+        return sys._cache["h2parts"]
+    lin = None
+    if _real_lti_dense(sys) and (sys.is_discrete or not np.any(sys.D != 0)):
+        lin = _h2_linear_real(sys)
     check_stable(sys)
 
     def compute():
         if not sys.is_discrete and np.any(sys.D != 0):
             return H2Parts(np.inf, 0.0)
-        if sys.M is None and sys.is_diagonal:
-            lin = _lin_inner_diag(sys, sys)
+        if lin is not None:
+            lin_ = lin
+        elif sys.M is None and sys.is_diagonal:
+            lin_ = _lin_inner_diag(sys, sys)
         else:
             Pt, f = controllability_gramian_schur(sys)
             Ct = sys.C if f.is_diagonal else sys.C @ f.U
-            lin = float(np.real(np.vdot(Ct, Ct @ Pt)))
+            lin_ = float(np.real(np.vdot(Ct, Ct @ Pt)))
         quad = 0.0
         if sys.M is not None:
             P = controllability_gramian(sys)
             PM = np.einsum("ab,jbc->jac", P, sys.M)
             quad = float(np.real(np.einsum("jab,jba->", PM, PM)))
         if sys.is_discrete:
-            lin += _feedthrough_terms(sys, sys)
-        return H2Parts(max(lin, 0.0), max(quad, 0.0))
+            lin_ += _feedthrough_terms(sys, sys)
+        return H2Parts(max(lin_, 0.0), max(quad, 0.0))
 
     return _memo(sys, "h2parts", compute)
 
@@ -158,6 +211,9 @@ def h2_error_parts(sys: LQOSystem, rom: LQOSystem) -> H2Parts:
         # D cancels in the error; evaluate the strictly proper parts.
         sys = _without_d(sys)
         rom = _without_d(rom)
+    # full Schur factors first: the inner product needs them, and the norms then reuse them
+    check_stable(sys)
+    check_stable(rom)
     n_full, n_rom = h2_norm_parts(sys), h2_norm_parts(rom)
     inner = h2_inner_parts(sys, rom)
     lin = _difference(n_full.linear, n_rom.linear, inner.linear, "linear")

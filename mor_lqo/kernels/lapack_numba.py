@@ -22,7 +22,9 @@ Bound routines (see the LAPACK documentation for their arguments):
 ``dstein(n, d, e, m, w, iblock, isplit, z, ldz, work, iwork, ifail, info)``
     their eigenvectors by inverse iteration;
 ``dormtr(side, uplo, trans, m, n, a, lda, tau, c, ldc, work, lwork, info)``
-    multiplication by the orthogonal factor of ``dsytrd``.
+    multiplication by the orthogonal factor of ``dsytrd``;
+``dlahqr(wantt, wantz, n, ilo, ihi, h, ldh, wr, wi, iloz, ihiz, z, ldz, info)``
+    double-shift QR iteration of a Hessenberg matrix to real Schur form (logicals as ``int32``).
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ import llvmlite.binding as llvm
 from numba import types
 from numba.extending import get_cython_function_address
 
-__all__ = ["dpstrf", "dsytrd", "dsterf", "dstebz", "dstein", "dormtr"]
+__all__ = ["dpstrf", "dsytrd", "dsterf", "dstebz", "dstein", "dormtr", "dlahqr"]
 
-_NARGS = {"dpstrf": 9, "dsytrd": 10, "dsterf": 4, "dstebz": 18, "dstein": 13, "dormtr": 13}
+_NARGS = {"dpstrf": 9, "dsytrd": 10, "dsterf": 4, "dstebz": 18, "dstein": 13, "dormtr": 13, "dlahqr": 14}
 
 
 def _bind(name: str) -> types.ExternalFunction:
@@ -48,3 +50,4 @@ dsterf = _bind("dsterf")
 dstebz = _bind("dstebz")
 dstein = _bind("dstein")
 dormtr = _bind("dormtr")
+dlahqr = _bind("dlahqr")
