@@ -106,16 +106,25 @@ _MAX_BASIS = 24  # columns of the projection basis (bounds the number of shifts 
 
 
 def _orth(X: np.ndarray, cap: int | None = None) -> np.ndarray:
-    """Orthonormal basis of range(X); with ``cap``, of a random ``cap``-column sketch of it."""
+    r"""Orthonormal basis of range(X); with ``cap``, of a random ``cap``-column sketch of it.
+
+    Two passes of Gram-matrix orthonormalisation (columns scaled to unit norm, then
+    :math:`X^HX = U\Lambda U^H`, :math:`X \leftarrow XU_k\Lambda_k^{-1/2}` keeping
+    :math:`\lambda > 10^{-14}\lambda_{\max}`): O(n k^2) in matrix products, several times faster
+    than a Householder QR of a tall n x k block. The basis only feeds Rayleigh–Ritz shift
+    computations, for which directions below 1e-7 relative are irrelevant.
+    """
     if X.shape[1] == 0:
         return X
     if cap is not None and X.shape[1] > cap:
         rng = np.random.default_rng(0)
         X = X @ rng.standard_normal((X.shape[1], cap))
-    Q, R = np.linalg.qr(X)
-    d = np.abs(np.diag(R))
-    keep = d > 1e-10 * (d.max() if d.size else 1.0)
-    return Q[:, keep]
+    X = X / np.maximum(np.linalg.norm(X, axis=0), np.finfo(float).tiny)
+    for _ in range(2):
+        lam, U = np.linalg.eigh(X.conj().T @ X)
+        keep = lam > 1e-14 * max(lam[-1], np.finfo(float).tiny)
+        X = (X @ U[:, keep]) / np.sqrt(lam[keep])
+    return X
 
 
 def _clean_shifts(ritz: np.ndarray, real: bool) -> tuple[np.ndarray, bool]:
@@ -349,7 +358,7 @@ def lradi(sys: SparseLQOSystem, G: np.ndarray, *, adjoint: bool = False, tol: fl
         if res <= tol and _settled(incr, window, monitor_rtol, monitor is not None):
             break
     Z = np.concatenate(blocks, axis=1)
-    if Z.shape[1] > compress_at // 2:
+    if Z.shape[1] > compress_at:  # (below that, compression costs more than it saves downstream)
         Z = compress_columns(Z)
     ok = bool(res <= tol) and _settled(incr, window, monitor_rtol, monitor is not None)
     return LowRankFactor(Z, float(res), tuple(history), it, ok, np.array(used), unstable, tol,
