@@ -206,7 +206,7 @@ def _load_npz(path: Path):
         raise CheckpointError(f"{path}: corrupt or truncated .npz file: {exc}") from exc
 
 
-def load(source) -> CheckpointDict:
+def load(source, keep_structure: bool = False) -> CheckpointDict:
     """Load a checkpoint into a flat ``{key: ndarray}`` state dict.
 
     Parameters
@@ -214,6 +214,11 @@ def load(source) -> CheckpointDict:
     source : str, PathLike or Mapping
         A ``.safetensors``, ``.pt``/``.pth``/``.ckpt``/``.bin`` or ``.npz`` file, or an in-memory
         (possibly nested) dict of torch tensors / numpy arrays.
+    keep_structure : bool, default False
+        Return a torch file's mapping as it is stored instead (nested, torch tensors, training metadata
+        such as ``hyper_parameters``, ``epoch`` or ``optimizer_states`` kept), so that a reduced copy
+        can be written back as the same kind of checkpoint (:func:`mor_lqo.adapters.reduce_state_dict`
+        does this). Flat formats (safetensors, npz) load as without it.
 
     Returns
     -------
@@ -249,7 +254,11 @@ def load(source) -> CheckpointDict:
         )
     if not isinstance(raw, Mapping):
         raise CheckpointError(f"{path}: the checkpoint holds a {type(raw).__name__}, not a state dict")
-    out = _numpy_flat(raw)
+    if keep_structure and ext in TORCH_EXT:
+        out = CheckpointDict(raw)
+        _View(out)  # validates that it holds a state dict
+    else:
+        out = _numpy_flat(raw)
     out.source = str(path.resolve())
     _LOADED.add(out.source)
     return out

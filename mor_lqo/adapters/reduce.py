@@ -306,7 +306,7 @@ def reduce_state_dict(state_dict, order, method="modal", arch: str = "auto", *,
     if not isinstance(state_dict, Mapping):
         from .io import load
 
-        state_dict = load(state_dict)
+        state_dict = load(state_dict, keep_structure=True)  # training metadata kept for the write-back
     view = _View(state_dict)
     flat_orig = view.flat
     flat_np = {k: to_numpy(v) for k, v in flat_orig.items()}
@@ -322,35 +322,58 @@ def reduce_state_dict(state_dict, order, method="modal", arch: str = "auto", *,
 
 
 TRAINING_STATE = ("optimizer_states", "lr_schedulers", "optimizer_state_dict", "scheduler_state_dict")
+LIGHTNING_TRAINING_STATE = ("optimizer_states", "lr_schedulers")  # lists: emptied, so that resuming works
 HPARAM_KEYS = ("hyper_parameters", "hparams")
 
 
 def _update_training_metadata(ckpt, report: list[dict]):
     """A training checkpoint (Lightning-style ``{"state_dict", "hyper_parameters", "optimizer_states", ...}``)
-    made consistent with the reduced shapes: optimizer/scheduler states dropped (they hold moments of the
-    old parameter shapes), and hyper-parameters named like a block's constructor hints (``d_state``,
+    made consistent with the reduced shapes: optimizer/scheduler states emptied (Lightning's lists) or
+    dropped (plain ``optimizer_state_dict``), since they hold moments of the old parameter shapes, and hyper-parameters named like a block's constructor hints (``d_state``,
     ``state_width``, ...) set to the new sizes wherever they hold the old size. Returns (checkpoint, notes).
     """
     if not isinstance(ckpt, Mapping) or not any(k in ckpt for k in TRAINING_STATE + HPARAM_KEYS):
         return ckpt, []
     out = dict(ckpt)
     notes = []
-    dropped = [k for k in TRAINING_STATE if k in out]
+    emptied = [k for k in LIGHTNING_TRAINING_STATE if k in out]
+    for k in emptied:
+        out[k] = []
+    if emptied:
+        notes.append(f"emptied {', '.join(emptied)}: the optimizer state belongs to the old parameter shapes; "
+                     "resuming (Trainer.fit(ckpt_path=...)) keeps the epoch and step counters and starts a "
+                     "fresh optimizer and scheduler")
+    dropped = [k for k in TRAINING_STATE if k in out and k not in LIGHTNING_TRAINING_STATE]
     for k in dropped:
         del out[k]
     if dropped:
         notes.append(f"dropped {', '.join(dropped)}: the optimizer state belongs to the old parameter shapes "
                      "(resume with a fresh optimizer)")
-    hints: dict[str, set] = {}
-    for entry in report:
-        for name, value in (entry.get("build") or {}).items():
-            if isinstance(value, numbers.Integral):
-                hints.setdefault(name, set()).add(int(value))
+    hints = size_hints(report)
     for key in HPARAM_KEYS:
         if isinstance(out.get(key), Mapping):
             out[key], changed = _set_hparams(out[key], hints)
             notes += [f"{key}: {c}" for c in changed]
     return out, notes
+
+
+def size_hints(report: list[dict]) -> dict[str, set]:
+    """Constructor size hints of the reduced blocks (``{"d_state": {4}, ...}``) from their report entries."""
+    hints: dict[str, set] = {}
+    for entry in report:
+        for name, value in (entry.get("build") or {}).items():
+            if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+                hints.setdefault(name, set()).add(int(value))
+    return hints
+
+
+def updated_hparams(hp: Mapping, hints: dict[str, set]) -> tuple[dict, list[str]]:
+    """Copy of a hyper-parameter mapping with the state sizes of :func:`size_hints`, and what changed.
+
+    Every integer entry (at any nesting depth) named like a hint is set to the hint's value when all
+    reduced blocks agree on it; otherwise it is left and the change list says why.
+    """
+    return _set_hparams(hp, hints)
 
 
 def _set_hparams(hp: Mapping, hints: dict[str, set], path: str = "") -> tuple[dict, list[str]]:

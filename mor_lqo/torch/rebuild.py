@@ -112,4 +112,26 @@ def build_reduced(core: nn.Module, new_flat: Mapping[str, torch.Tensor], layers:
             for name in _resize_state_attributes(m, int(lay["stored_before"]), int(lay["stored_after"])):
                 notes.append(f"{lay['name']}: zero state attribute {name!r} resized to {lay['stored_after']}")
     new.load_state_dict(dict(new_flat), strict=True)
+    notes += _update_hparams(new, layers)
     return new, notes
+
+
+def _update_hparams(root: nn.Module, layers: list[dict]) -> list[str]:
+    """Saved hyper-parameters (Lightning's ``hparams``) of ``root`` and its submodules set to the new sizes,
+    so that a checkpoint the user's trainer writes from the reduced module loads back
+    (``load_from_checkpoint`` builds the module from them)."""
+    from ..adapters.reduce import size_hints, updated_hparams
+
+    hints = size_hints(layers)
+    notes = []
+    for sub in root.modules():
+        for attr in ("_hparams", "_hparams_initial"):
+            hp = vars(sub).get(attr)
+            if not isinstance(hp, Mapping) or not hp:
+                continue
+            new_hp, changed = updated_hparams(hp, hints)
+            if changed:
+                setattr(sub, attr, type(hp)(new_hp))
+                if attr == "_hparams":
+                    notes += [f"{type(sub).__name__}.hparams: {c}" for c in changed]
+    return notes

@@ -26,10 +26,10 @@ def test_lightning_checkpoint_is_made_consistent(tmp_path):
     ckpt = {"state_dict": {"model." + k: v for k, v in model.state_dict().items()}, "hyper_parameters": hp,
             "optimizer_states": [opt.state_dict()], "lr_schedulers": [], "epoch": 3, "global_step": 30}
     new, report = reduce_state_dict(ckpt, order=4)
-    assert "optimizer_states" not in new and "lr_schedulers" not in new and new["epoch"] == 3
+    assert new["optimizer_states"] == [] and new["lr_schedulers"] == [] and new["epoch"] == 3
     assert new["hyper_parameters"]["d_state"] == 4 and new["hyper_parameters"]["model"]["d_state"] == 4
     assert new["hyper_parameters"]["lr"] == 0.01 and hp["d_state"] == 16  # the input is not modified
-    assert "optimizer_states" in ckpt
+    assert len(ckpt["optimizer_states"]) == 1
     notes = report[0]["checkpoint_notes"]
     assert any("optimizer_states" in n for n in notes) and any("d_state 16 -> 4" in n for n in notes)
     path = save(new, tmp_path / "small.ckpt")
