@@ -329,8 +329,9 @@ HPARAM_KEYS = ("hyper_parameters", "hparams")
 def _update_training_metadata(ckpt, report: list[dict]):
     """A training checkpoint (Lightning-style ``{"state_dict", "hyper_parameters", "optimizer_states", ...}``)
     made consistent with the reduced shapes: optimizer/scheduler states emptied (Lightning's lists) or
-    dropped (plain ``optimizer_state_dict``), since they hold moments of the old parameter shapes, and hyper-parameters named like a block's constructor hints (``d_state``,
-    ``state_width``, ...) set to the new sizes wherever they hold the old size. Returns (checkpoint, notes).
+    dropped (plain ``optimizer_state_dict``), since they hold moments of the old parameter shapes, and
+    hyper-parameters named like a block's constructor hints (``d_state``, ``state_width``, ...) set to the
+    new sizes (:func:`updated_hparams`). Returns (checkpoint, notes).
     """
     if not isinstance(ckpt, Mapping) or not any(k in ckpt for k in TRAINING_STATE + HPARAM_KEYS):
         return ckpt, []
