@@ -212,16 +212,16 @@ def _load_data(path: str, max_bytes: int = DEFAULT_MAX_ARRAY_BYTES):
 
 
 def _save(state_dict, path: Path, metadata: dict) -> None:
-    """Write a compressed checkpoint as safetensors, atomically.
+    """Write a compressed checkpoint atomically, in the format of ``path``'s extension.
 
-    Flat numpy state dicts are written by the package's own numpy writer (no ``safetensors`` package
-    needed); anything else (torch tensors, nested dicts) goes through :func:`mor_lqo.adapters.save`.
+    Flat numpy state dicts bound for ``.safetensors`` are written by the package's own numpy writer (no
+    ``safetensors`` package needed); anything else goes through :func:`mor_lqo.adapters.save`.
     """
     from .adapters import save as save_checkpoint
     from .deep.data import write_safetensors
 
     flat = isinstance(state_dict, dict) and all(isinstance(v, np.ndarray) for v in state_dict.values())
-    if not flat:
+    if not flat or path.suffix.lower() != ".safetensors":
         save_checkpoint(state_dict, path, overwrite=True)
         return
     with atomic_output(path) as tmp:
@@ -413,13 +413,20 @@ def _layer_rows(res, shares: dict) -> list[dict]:
     return layers
 
 
-def _publish(args, res, report: dict, orig_model, x, out_dir: Path, ckpt_path: Path, t0: float) -> None:
-    """Write checkpoint, plot and report into a staging directory and publish them as one unit."""
+def _publish(args, res, report: dict, orig_model, x, out_dir: Path, ckpt_path: Path, t0: float,
+             source: Path | None = None) -> None:
+    """Write checkpoint, plot and report into a staging directory and publish them as one unit; with a torch
+    ``source`` file the checkpoint takes its structure and metadata (training state made consistent)."""
+    from .adapters.reduce import into_source_checkpoint
+
     report["output"] = {"checkpoint": str(ckpt_path), "report": str(out_dir / "report.json")}
     try:
         with staged_output_dir(out_dir, args.force) as stage:
             try:
-                _save(res.state_dict, stage / ckpt_path.name,
+                state = res.state_dict
+                if source is not None:
+                    state, report["checkpoint_notes"] = into_source_checkpoint(state, source, res.layers)
+                _save(state, stage / ckpt_path.name,
                       {"mor_lqo": __version__, "method": res.method, "source": report["source"]})
             except CheckpointError as exc:
                 raise CLIError(str(exc), EXIT_FILE) from exc
@@ -444,7 +451,8 @@ def _cmd_compress(args) -> int:
     out_dir = Path(args.out)
     _check_out(out_dir, args.force)
     inp = _load_compress_input(args)
-    ckpt_path = out_dir / f"{inp.src_path.stem}_compressed.safetensors"
+    torch_kind = args.checkpoint is not None and inp.src_path.suffix.lower() in (".pt", ".pth", ".ckpt", ".bin")
+    ckpt_path = out_dir / f"{inp.src_path.stem}_compressed{inp.src_path.suffix if torch_kind else '.safetensors'}"
     if _inside(inp.src_path, out_dir):
         raise CLIError(f"the input checkpoint {inp.src_path} lies inside --out {out_dir}; choose another --out",
                        EXIT_USAGE)
@@ -462,7 +470,7 @@ def _cmd_compress(args) -> int:
         "params": {"before": pt["before"], "after": pt["after"], "ssm": res.params["ssm"], "total": pt},
         "state_ratio": res.state_ratio, "layers": _layer_rows(res, shares),
         "notes": ([inp.data_note] if inp.data_note else []) + list(res.notes), "timings": dict(res.timings)}
-    _publish(args, res, report, orig_model, inp.x, out_dir, ckpt_path, t0)
+    _publish(args, res, report, orig_model, inp.x, out_dir, ckpt_path, t0, inp.src_path if torch_kind else None)
     if not args.quiet:
         _print_table(report)
     print(f"wrote {ckpt_path}")

@@ -126,13 +126,11 @@ def _accuracy(module, x: np.ndarray, y: np.ndarray | None):
 def _load_container(path: Path):
     """The whole checkpoint: torch formats as saved (training checkpoints keep their hyper-parameters and
     other entries; ``weights_only`` loading, no pickled code runs), other formats as flat state dicts."""
-    from .adapters.io import TORCH_EXT, _load_torch, load
+    from .adapters.io import load
 
     if not path.is_file():
         raise _cli().CLIError(f"checkpoint not found: {path}", _cli().EXIT_FILE)
-    if path.suffix.lower() in TORCH_EXT:
-        return _load_torch(path)
-    return load(path)
+    return load(path, keep_structure=True)
 
 
 def cmd_compress_model(args) -> int:

@@ -1,7 +1,8 @@
 """``mor-lqo compress`` on checkpoints of the real upstream S5 and LRU packages (complex parameters).
 
 These once crashed in the numpy safetensors writer (complex64 unsupported). Oracle: the upstream module
-itself — the written file is read by the ``safetensors`` package, loaded *strictly* into a freshly
+itself — the written file (of the input's kind) is read by ``torch.load(weights_only=True)`` or the
+``safetensors`` package, loaded *strictly* into a freshly
 built smaller upstream module, and that module's impulse response differs from the original's by the
 h2 error the report states (finite horizon, to float32 accuracy).
 """
@@ -33,8 +34,9 @@ def _impulse(mod, m: int, call) -> np.ndarray:
 def _compress(path, out, method):
     assert main(["compress", str(path), "--method", method, "--order", "4", "--length", str(L), "--out", str(out),
                  "--no-progress", "--no-plot", "--quiet"]) == EXIT_OK
-    (ckpt,) = out.glob("*_compressed.safetensors")
-    return st_torch.load_file(str(ckpt)), json.loads((out / "report.json").read_text())
+    (ckpt,) = out.glob("*_compressed.*")  # the input's kind: .pt stays .pt (weights_only), safetensors stays
+    new = torch.load(ckpt, weights_only=True) if ckpt.suffix == ".pt" else st_torch.load_file(str(ckpt))
+    return new, json.loads((out / "report.json").read_text())
 
 
 def _check(big, small, new_sd, report, m, call):

@@ -358,6 +358,32 @@ def _update_training_metadata(ckpt, report: list[dict]):
     return out, notes
 
 
+def into_source_checkpoint(new_flat: Mapping, source, report: list[dict]) -> tuple[Mapping, list[str]]:
+    """Reduced weights put back into the structure of the torch checkpoint file they came from.
+
+    Parameters
+    ----------
+    new_flat : Mapping
+        The reduced flat state dict (keys as :func:`~mor_lqo.adapters.load` gives them for ``source``).
+    source : str or PathLike
+        The original ``.pt``/``.pth``/``.ckpt``/``.bin`` file.
+    report : list of dict
+        Per-block entries with ``build`` size hints (a compression report's layers).
+
+    Returns
+    -------
+    checkpoint : Mapping
+        The source's mapping (nesting, prefixes and metadata kept) holding ``new_flat``, with training
+        state and hyper-parameters made consistent with the new sizes (as :func:`reduce_state_dict`).
+    notes : list of str
+        What was changed besides the weights.
+    """
+    from .io import load
+
+    container = load(source, keep_structure=True)
+    return _update_training_metadata(_View(container).rebuild(new_flat), report)
+
+
 def size_hints(report: list[dict]) -> dict[str, set]:
     """Constructor size hints of the reduced blocks (``{"d_state": {4}, ...}``) from their report entries."""
     hints: dict[str, set] = {}

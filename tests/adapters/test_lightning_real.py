@@ -114,3 +114,22 @@ def test_torch_compress_of_a_lightning_module_saves_a_loadable_checkpoint(traine
     res.module.eval()
     with torch.no_grad():
         np.testing.assert_array_equal(back(x).numpy(), res.module(x).numpy())
+
+
+def test_cli_state_dict_path_writes_a_lightning_checkpoint(trained, tmp_path):
+    """``mor-lqo compress x.ckpt`` (no ``--model``) writes ``x_compressed.ckpt`` that Lightning loads."""
+    import json
+
+    from mor_lqo.cli import main
+
+    lit, path, x, _ = trained
+    out = tmp_path / "out"
+    assert main(["compress", str(path), "--order", "4", "--out", str(out), "--quiet", "--no-progress",
+                 "--no-plot"]) == 0
+    ckpt = out / "full_compressed.ckpt"
+    small = LitS4.load_from_checkpoint(ckpt).eval()
+    assert small.hparams["d_state"] == 4 and torch.load(ckpt, weights_only=True)["optimizer_states"] == []
+    rep = json.loads((out / "report.json").read_text())
+    assert any("d_state 16 -> 4" in n for n in rep["checkpoint_notes"])
+    errs = [(k1 - k0).norm().item() for k0, k1 in zip(_kernels(lit, 200_000), _kernels(small, 200_000))]
+    np.testing.assert_allclose(errs, [lay["h2_error"] for lay in rep["layers"]], rtol=1e-6)
