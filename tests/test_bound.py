@@ -23,6 +23,7 @@ from mor_lqo.deep.bound import (
     BoundEvaluator,
     _ln_step,
     layer_h2_errors,
+    lqo_block_h2_error_totals,
     lqo_block_h2_errors,
     lqo_markov,
     measured_output_error,
@@ -149,6 +150,32 @@ def test_lqo_block_errors_brute_force(rng, L):
     # markov parameters include D at lag 0
     assert np.allclose(lqo_markov(full, L), sf.impulse_response(L), rtol=1e-12, atol=1e-12)
     assert lqo_block_h2_errors(full, full, L)[1] == 0.0
+
+
+@pytest.mark.parametrize("L", [1, 5, 40, 300])
+@pytest.mark.parametrize("case", ["truncated", "readout", "feedthrough", "near", "no-quadratic"])
+def test_lqo_block_error_totals_match_impulse_responses(rng, L, case):
+    """Closed-form totals (finite-horizon Gramian) = the brute-force impulse-response difference."""
+    full = _lqo_params(rng, H=3, P=6)
+    red = _subset(full, [0, 2, 3])
+    if case == "readout":
+        red["C"] = red["C"] * 1.1
+    elif case == "feedthrough":
+        red["D"] = red["D"] + 0.3
+    elif case == "near":  # relative error ~1e-9: the direct route is taken (the closed form would cancel)
+        red = _subset(full, np.arange(6))
+        red["C"] = red["C"] * (1 + 1e-9)
+    elif case == "no-quadratic":
+        full["M"], red["M"] = None, None
+    lin, quad = lqo_block_h2_error_totals(full, red, L)
+    q = red["C"].shape[1]
+    sf = _system({**full, "M": full["M"] if full["M"] is not None else np.zeros((3, 6, 6))})
+    sr = _system({**red, "M": red["M"] if red["M"] is not None else np.zeros((3, q, q))})
+    h1 = sf.impulse_response(L) - sr.impulse_response(L)
+    assert lin == pytest.approx(np.linalg.norm(h1), rel=1e-9 if case != "near" else 1e-6, abs=1e-13)
+    assert (lin, quad) == pytest.approx(tuple(x if np.ndim(x) == 0 else x[-1] for x in
+                                              lqo_block_h2_errors(full, red, L)), rel=1e-9, abs=1e-13)
+    assert lqo_block_h2_error_totals(full, full, L) == (0.0, 0.0)
 
 
 def test_s4d_kernels_match_model(rng):

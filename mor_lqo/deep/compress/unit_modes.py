@@ -119,7 +119,7 @@ def _unit_errors(full: Sequence[HalfModes], red: Sequence[HalfModes], dts, L: in
     else:
         import mor_lqo
 
-        from ..bound import lqo_block_h2_errors
+        from ..bound import lqo_block_h2_error_totals
 
         for i, (f_, r_) in enumerate(zip(full, red)):
             try:
@@ -130,11 +130,9 @@ def _unit_errors(full: Sequence[HalfModes], red: Sequence[HalfModes], dts, L: in
                 pass
             if L is not None:
                 pf = _params(f_)
-                lin, quad = lqo_block_h2_errors(pf, _params(r_), L)
-                e_L[i] = math.hypot(lin[-1], quad)
-                lin0, quad0 = lqo_block_h2_errors(pf, _params(replace(f_, C=0 * f_.C, D=0 * f_.D, M=None
-                                                                     if f_.M is None else 0 * f_.M)), L)
-                n_L[i] = math.hypot(lin0[-1], quad0)
+                e_L[i] = math.hypot(*lqo_block_h2_error_totals(pf, _params(r_), L))
+                n_L[i] = math.hypot(*lqo_block_h2_error_totals(pf, _params(replace(
+                    f_, C=0 * f_.C, D=0 * f_.D, M=None if f_.M is None else 0 * f_.M)), L))
     return {"h2_error": e_inf, "h2_norm": n_inf, "h2_error_L": e_L, "h2_norm_L": n_L}
 
 
