@@ -388,13 +388,13 @@ class LQOSystem:
         if L < 1:
             return np.zeros((0, self.p, self.m), dtype=float if self.is_real_output else self.dtype)
         if conv == "current":
-            h = np.einsum("pn,lnm->lpm", self._C, self._state_powers_b(L))
+            h = np.matmul(self._C, self._state_powers_b(L))  # (L, p, m): BLAS, not einsum's naive loops
             h[0] += self._D
         else:
             h = np.empty((L, self.p, self.m), dtype=self.dtype)
             h[0] = self._D
             if L > 1:
-                h[1:] = np.einsum("pn,lnm->lpm", self._C, self._state_powers_b(L - 1))
+                h[1:] = np.matmul(self._C, self._state_powers_b(L - 1))
         return self._real_if(h, True)
 
     def quadratic_kernel(self, L: int) -> np.ndarray:
