@@ -1,10 +1,17 @@
 r"""IRKA for sparse LTI systems: one sparse factorisation per interpolation point, reused.
 
-Iteration (Gugercin–Antoulas–Beattie 2008, tangential form; continuous time)::
+Iteration (Gugercin–Antoulas–Beattie 2008, tangential form)::
 
-    A^ = S diag(lam) S^{-1},  sigma_i = -lam_i,  b_i = (S^{-1} B^)_i,  c_i = (C^ S)_{:,i}
+    A^ = S diag(lam) S^{-1},  sigma_i = -lam_i (continuous) or 1/lam_i (discrete),
+    b_i = (S^{-1} B^)_i,  c_i = (C^ S)_{:,i}
     v_i = (sigma_i E - A)^{-1} B b_i^T,    w_i = (sigma_i E - A)^{-H} C^H conj(c_i)
     V = orth[v_i],  W = orth[w_i],  ROM = (W^H E V)^{-1} (W^H A V, W^H B),  C V
+
+Discrete time (:math:`Ex_k = Ax_{k-1} + Bu_k`, :math:`y_k = Cx_k`): the transfer function is
+:math:`zF(z)` with :math:`F(z) = C(zE - A)^{-1}B`, and :math:`|zF(z)| = |F(z)|` on the unit circle, so
+its h2-optimal ROMs are those of F, whose first-order conditions are tangential Hermite interpolation at
+the reflections :math:`1/\bar{\hat\lambda}_i` of the reduced poles; the projection above interpolates
+F (and so zF) there, and the projected ROM keeps the convention.
 
 Both solves of a shift use the same sparse LU of :math:`A - \sigma_iE` (the adjoint one with
 ``trans='H'``); for real systems a conjugate pair of shifts costs one complex factorisation and
@@ -46,7 +53,9 @@ def _bases(sys: SparseLQOSystem, rom: LQOSystem):
     lam, S = np.linalg.eig(rom.A)
     Sinv = np.linalg.inv(S)
     bt, ct = Sinv @ rom.B, rom.C @ S  # (r, m), (p, r)
-    sigma = -lam
+    if sys.is_discrete and np.any(lam == 0):
+        raise ProjectionBreakdownError("sparse IRKA: a reduced pole at 0 (interpolation point at infinity)")
+    sigma = 1.0 / lam if sys.is_discrete else -lam  # interpolation points, paired with the directions
     real = not sys.is_complex and not rom.is_complex
     solver = sys.solver()
     B, CH = np.asarray(sys.B), np.asarray(sys.C).conj().T
@@ -71,6 +80,19 @@ def _bases(sys: SparseLQOSystem, rom: LQOSystem):
     return orthonormal_basis(V, "sparse IRKA: the V basis"), orthonormal_basis(W, "sparse IRKA: the W basis"), sigma
 
 
+def _stable(poles: np.ndarray, disc: bool) -> bool:
+    return bool(np.all(np.abs(poles) < 1) if disc else np.all(poles.real < 0))
+
+
+def _mirrored_shifts(poles: np.ndarray, disc: bool) -> np.ndarray:
+    """Interpolation points of the ROM poles, unstable poles mirrored into the admissible region
+    (continuous: Re σ > 0; discrete: an unstable pole itself, |σ| > 1)."""
+    if disc:
+        return np.where(np.abs(poles) < 1, shifts_from_poles(poles, True), poles)
+    new = shifts_from_poles(poles, False)
+    return np.where(new.real > 0, new, -np.conj(new))
+
+
 def _shift_change(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.sort_complex(a), np.sort_complex(b)
     return float(np.max(np.abs(a - b) / np.maximum(np.abs(a), np.finfo(float).tiny)))
@@ -92,7 +114,7 @@ def stable_surrogate(sys: SparseLQOSystem, r: int, tol: float, maxiter: int):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             sur = balanced_truncation(sys, rs, method="lowrank", tol=tol, maxiter=maxiter, compute_error=False).rom
-        if np.all(np.linalg.eigvals(sur.A).real < 0):
+        if _stable(np.linalg.eigvals(sur.A), sys.is_discrete):
             return sur, bt.rom
         rs = (3 * rs) // 4
     return None, bt.rom
@@ -113,17 +135,21 @@ def _initial_rom(sys: SparseLQOSystem, r: int, init, tol: float, maxiter: int) -
             warnings.simplefilter("ignore", ConvergenceWarning)
             return dense_irka(sur, r, tol=1e-8, maxit=200, init="bt").rom, "surrogate"
     if isinstance(init, str) and init == "logspace":
+        if sys.is_discrete:
+            raise InvalidArgumentError("init='logspace' is for continuous time; use 'surrogate', shifts or a ROM")
         ritz, _ = _initial_shifts(sys, np.asarray(sys.B)[:, :4], False, 6, npow=4, cap=48)
         mags = np.abs(ritz) if ritz.size else np.array([1.0])
         sig = np.logspace(np.log10(mags.min()), np.log10(mags.max()), r)
     else:
         sig = np.asarray(init, dtype=complex).ravel()
-        if sig.size != r or np.any(sig.real <= 0) or not np.all(np.isfinite(sig)):
+        admissible = np.abs(sig) > 1 if sys.is_discrete else sig.real > 0
+        if sig.size != r or not np.all(admissible) or not np.all(np.isfinite(sig)):
             raise InvalidArgumentError("init must be 'surrogate', 'logspace', a dense ROM of order r, or r "
-                                       "finite shifts with positive real parts")
+                                       "finite shifts with positive real parts (discrete time: outside the "
+                                       "closed unit disc)")
         if not sys.is_complex and not np.allclose(np.sort_complex(sig), np.sort_complex(sig.conj())):
             raise InvalidArgumentError("shifts of a real system must be conjugation-closed")
-    lam = -np.asarray(sig, dtype=complex)
+    lam = 1.0 / np.conj(sig) if sys.is_discrete else -np.asarray(sig, dtype=complex)
     rng = np.random.default_rng(0)
     Bt = np.ones((r, sys.m)) if sys.m == 1 else rng.standard_normal((r, sys.m))
     Ct = np.ones((sys.p, r)) if sys.p == 1 else rng.standard_normal((sys.p, r))
@@ -131,8 +157,8 @@ def _initial_rom(sys: SparseLQOSystem, r: int, init, tol: float, maxiter: int) -
         from ..reduction.irka import _real_blocks
 
         A0, _ = _real_blocks(lam)
-        return LQOSystem(A0, Bt, Ct), "logspace" if isinstance(init, str) else "shifts"
-    return LQOSystem(np.diag(lam), Bt.astype(complex), Ct.astype(complex)), "shifts"
+        return LQOSystem(A0, Bt, Ct, dt=sys.dt), "logspace" if isinstance(init, str) else "shifts"
+    return LQOSystem(np.diag(lam), Bt.astype(complex), Ct.astype(complex), dt=sys.dt), "shifts"
 
 
 def irka(sys, r: int, *, init="surrogate", tol: float = 1e-6, maxit: int = 50, method: str = "auto",
@@ -142,7 +168,7 @@ def irka(sys, r: int, *, init="surrogate", tol: float = 1e-6, maxit: int = 50, m
     Parameters
     ----------
     sys : SparseLQOSystem or LQOSystem
-        Asymptotically stable LTI system (no quadratic output), continuous time.
+        Asymptotically stable LTI system (no quadratic output), continuous or discrete time.
     r : int
         Reduced order.
     init : {"surrogate", "logspace"}, array of r shifts, or LQOSystem
@@ -181,33 +207,32 @@ def irka(sys, r: int, *, init="surrogate", tol: float = 1e-6, maxit: int = 50, m
 
         return dense_irka(_dense(sys), r, tol=tol, maxit=maxit)
     sys = as_sparse_system(sys)
-    if sys.is_discrete:
-        raise SamplingTimeError("sparse IRKA is implemented for continuous time only (use method='dense' "
-                                "or balanced_truncation for discrete-time systems)")
+    disc = sys.is_discrete
+    if isinstance(init, LQOSystem) and init.dt != sys.dt:
+        raise SamplingTimeError(f"the initial ROM has dt = {init.dt}, the system dt = {sys.dt}")
     t0 = time.perf_counter()
     rom, label = _initial_rom(sys, r, init, lr_tol, maxiter)
     t1 = time.perf_counter()
-    sigma = shifts_from_poles(np.linalg.eigvals(rom.A), False)
+    sigma = shifts_from_poles(np.linalg.eigvals(rom.A), disc)
     start, changes, converged = rom, [], False
     for _ in range(maxit):
         V, W, _ = _bases(sys, rom)
         rom = project(sys, V, W)
         poles = np.linalg.eigvals(rom.A)
-        new = shifts_from_poles(poles, False)
-        new = np.where(new.real > 0, new, -np.conj(new))  # mirror unstable ROM poles
+        new = _mirrored_shifts(poles, disc)
         changes.append(_shift_change(new, sigma))
         sigma = new
-        if changes[-1] < tol and np.all(poles.real < 0):
+        if changes[-1] < tol and _stable(poles, disc):
             converged = True
             break
     t2 = time.perf_counter()
     if not converged:
-        fallback = label in ("surrogate", "bt") and np.all(np.linalg.eigvals(start.A).real < 0)
+        fallback = label in ("surrogate", "bt") and _stable(np.linalg.eigvals(start.A), disc)
         warnings.warn(f"sparse IRKA: shift change {changes[-1]:.3g} > tol {tol:.3g} after {maxit} iterations"
                       + ("; returning the (stable) start ROM from the surrogate" if fallback else ""),
                       ConvergenceWarning, stacklevel=2)
         if fallback:
-            rom, sigma = start, shifts_from_poles(np.linalg.eigvals(start.A), False)
+            rom, sigma = start, shifts_from_poles(np.linalg.eigvals(start.A), disc)
     err = h2_error(sys, rom, method="lowrank", maxiter=maxiter) if compute_error else float("nan")
     info = {"init": label, "factorizations": sys.solver().n_factorizations, "time_init": t1 - t0,
             "time_iterations": t2 - t1}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -70,9 +72,13 @@ def test_discrete_restrictions_and_instability():
     with pytest.raises(SamplingTimeError):
         h2_inner_parts(s, rom)
     with pytest.raises(SamplingTimeError):
-        irka(s, 4, method="lowrank")
-    with pytest.raises(SamplingTimeError):
         tsia(s, 4, method="lowrank")
+    with pytest.raises(SamplingTimeError):  # an initial ROM of another sampling time
+        irka(s, 4, method="lowrank", init=mor_lqo.balanced_truncation(advdiff(100).to_dense(), 4).rom)
+    with pytest.raises(mor_lqo.errors.InvalidArgumentError):  # continuous-time start / shifts inside the disc
+        irka(s, 4, method="lowrank", init="logspace")
+    with pytest.raises(mor_lqo.errors.InvalidArgumentError):
+        irka(s, 2, method="lowrank", init=[0.5, 2.0])
     cont = advdiff(100)
     with pytest.raises(SamplingTimeError):
         h2_error(s, mor_lqo.balanced_truncation(cont.to_dense(), 4).rom, method="lowrank")
@@ -82,3 +88,37 @@ def test_discrete_restrictions_and_instability():
     bad = SparseLQOSystem(sp.diags(d).tocsc(), np.ones((n, 1)), np.ones((1, n)), dt=1.0)
     with pytest.raises((UnstableSystemError, mor_lqo.errors.NumericalAccuracyError)):
         h2_norm(bad, method="lowrank", maxiter=60)
+
+
+def _transfer(sys, z):
+    """F(z) = C (zI - A)^{-1} B of a dense system (the discrete transfer function is z F(z))."""
+    return sys.C @ np.linalg.solve(z * np.eye(sys.order) - sys.A, sys.B)
+
+
+@pytest.mark.parametrize("r", [4, 6])
+def test_discrete_irka_is_h2_optimal_and_matches_dense(r):
+    """Sparse discrete IRKA: the first-order h2 conditions (tangential Hermite interpolation of F at the
+    reflected poles 1/lam_i, checked on the dense model) and the dense IRKA's fixed point."""
+    c = advdiff(196)
+    tau = 1.0 / np.max(np.abs(np.linalg.eigvals(c.to_dense().A)))
+    s = SparseLQOSystem((sp.identity(c.n, format="csc") + tau * c.A).tocsc(), c.B, c.C, dt=0.1)
+    d = s.to_dense()
+    res = irka(s, r, method="lowrank", tol=1e-10)
+    assert res.converged and res.info["init"] == "surrogate" and res.rom.dt == 0.1
+    lam, S = np.linalg.eig(res.rom.A)
+    bt, ct = np.linalg.solve(S, res.rom.B), res.rom.C @ S
+    h = 1e-5
+    for i, sig in enumerate(1.0 / lam):
+        f, fr = _transfer(d, sig), _transfer(res.rom, sig)
+        scale = np.linalg.norm(f)
+        assert np.linalg.norm((f - fr) @ bt[i]) <= 1e-7 * scale * np.linalg.norm(bt[i])
+        assert np.linalg.norm(ct[:, i] @ (f - fr)) <= 1e-7 * scale * np.linalg.norm(ct[:, i])
+        df = (_transfer(d, sig + h) - _transfer(d, sig - h)) / (2 * h)
+        dfr = (_transfer(res.rom, sig + h) - _transfer(res.rom, sig - h)) / (2 * h)
+        assert abs(ct[:, i] @ (df - dfr) @ bt[i]) <= 1e-5 * np.linalg.norm(df) * np.linalg.norm(ct[:, i]) * \
+            np.linalg.norm(bt[i])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mor_lqo.errors.ConvergenceWarning)
+        ref = mor_lqo.irka(d, r, tol=1e-10, maxit=200)
+    assert res.h2_error == pytest.approx(ref.h2_error, rel=1e-9)
+    assert res.h2_error == pytest.approx(mor_lqo.h2_error(d, res.rom), rel=1e-8)
