@@ -23,7 +23,7 @@ from ..norms import H2Parts, _difference
 from ..norms import h2_norm_parts as _dense_norm_parts
 from ..systems import LQOSystem
 from .gramians import DEFAULT_TOL, controllability_factor
-from .sylvester import sparse_dense_sylvester
+from .sylvester import sparse_dense_stein, sparse_dense_sylvester
 from .system import SparseLQOSystem, as_sparse_system
 
 __all__ = ["h2_norm", "h2_norm_parts", "h2_inner_parts", "h2_error", "error_system", "use_dense", "DENSE_MAX_N"]
@@ -122,18 +122,17 @@ def _check_rom(sys, rom):
 def h2_inner_parts(sys, rom: LQOSystem) -> H2Parts:
     r"""Inner product :math:`\langle\Sigma,\hat\Sigma\rangle` (linear, quadratic) via the n x r cross Gramian.
 
-    :math:`AX + EX\hat A^H + B\hat B^H = 0` (:func:`~mor_lqo.sparse.sylvester.sparse_dense_sylvester`),
+    :math:`AX + EX\hat A^H + B\hat B^H = 0` (:func:`~mor_lqo.sparse.sylvester.sparse_dense_sylvester`;
+    discrete time :math:`AX\hat A^H - EX + B\hat B^H = 0`, :func:`~mor_lqo.sparse.sylvester.sparse_dense_stein`),
     then :math:`\mathrm{Re\,tr}(CX\hat C^H)` and :math:`\sum_j\mathrm{Re\,tr}(X^HM_jX\hat M_j)`.
     """
     sys = as_sparse_system(_check(sys))
     _check_rom(sys, rom)
-    if sys.is_discrete:
-        raise SamplingTimeError("the sparse cross Gramian (Stein-Sylvester) is implemented for continuous "
-                                "time only; use h2_error (error-system route) for discrete time")
     from ..gramians import check_stable
 
     check_stable(rom, "h2 inner product")
-    X = sparse_dense_sylvester(sys, rom.A, np.asarray(sys.B) @ rom.B.conj().T)
+    solve = sparse_dense_stein if sys.is_discrete else sparse_dense_sylvester
+    X = solve(sys, rom.A, np.asarray(sys.B) @ rom.B.conj().T)
     lin = float(np.real(np.vdot(rom.C, np.asarray(sys.C) @ X)))
     quad = 0.0
     if sys.M is not None and rom.M is not None:

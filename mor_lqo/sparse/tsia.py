@@ -5,6 +5,7 @@ One iteration from a dense ROM :math:`(\hat A, \hat B, \hat C, \hat M_j)` (the e
 
     A X + E X Â^H + B B̂^H = 0                                  (n x r)
     A^H Y + E^H Y Â - C^H Ĉ - 2 sum_j M_j X M̂_j = 0            (n x r)
+    (discrete time: A X Â^H - E X + B B̂^H = 0 and A^H Y Â - E^H Y - C^H Ĉ - 2 sum_j M_j X M̂_j = 0)
     V = orth(X),  W = orth(Y),  ROM = (W^H E V)^{-1}(W^H A V, W^H B),  C V,  V^H M_j V
 
 Both equations are solved column-wise in the Schur basis of the small matrix
@@ -30,20 +31,22 @@ from ..reduction.result import ReductionResult
 from ..systems import LQOSystem
 from .balanced import orthonormal_basis, project
 from .gramians import DEFAULT_TOL
+from .irka import _stable
 from .norms import _check, _dense, h2_error, h2_norm, use_dense
-from .sylvester import sparse_dense_sylvester
+from .sylvester import sparse_dense_stein, sparse_dense_sylvester
 from .system import SparseLQOSystem, as_sparse_system
 
 __all__ = ["tsia"]
 
 def tsia_step(sys: SparseLQOSystem, rom: LQOSystem) -> LQOSystem:
-    """One (LQO-)TSIA step (module docstring)."""
-    X = sparse_dense_sylvester(sys, rom.A, np.asarray(sys.B) @ rom.B.conj().T)
+    """One (LQO-)TSIA step (module docstring; discrete time: the Stein–Sylvester equations)."""
+    solve = sparse_dense_stein if sys.is_discrete else sparse_dense_sylvester
+    X = solve(sys, rom.A, np.asarray(sys.B) @ rom.B.conj().T)
     F = -(np.asarray(sys.C).conj().T @ rom.C)
     if sys.M is not None and rom.M is not None:
         for Mj, Mh in zip(sys.M, rom.M):
             F = F - 2.0 * ((Mj @ X) @ Mh)
-    Y = sparse_dense_sylvester(sys, rom.A, F, adjoint=True)
+    Y = solve(sys, rom.A, F, adjoint=True)
     V = orthonormal_basis(X, "sparse TSIA: the V basis")
     return project(sys, V, orthonormal_basis(Y, "sparse TSIA: the W basis"))
 
@@ -73,7 +76,7 @@ def tsia(sys, r: int, *, init="surrogate", tol: float = 1e-8, maxit: int = 20, m
     Parameters
     ----------
     sys : SparseLQOSystem or LQOSystem
-        Asymptotically stable, continuous time; with or without quadratic outputs.
+        Asymptotically stable, continuous or discrete time; with or without quadratic outputs.
     r : int
         Reduced order.
     init : "surrogate" or LQOSystem
@@ -108,13 +111,12 @@ def tsia(sys, r: int, *, init="surrogate", tol: float = 1e-8, maxit: int = 20, m
 
         return dense_tsia(_dense(sys), r, tol=tol, maxit=max(maxit, 100))
     sys = as_sparse_system(sys)
-    if sys.is_discrete:
-        raise SamplingTimeError("sparse TSIA is implemented for continuous time only (use method='dense' "
-                                "or balanced_truncation for discrete-time systems)")
     t0 = time.perf_counter()
     if isinstance(init, LQOSystem):
         if init.order != r:
             raise InvalidArgumentError(f"the initial ROM has order {init.order}, expected {r}")
+        if init.dt != sys.dt:
+            raise SamplingTimeError(f"the initial ROM has dt = {init.dt}, the system dt = {sys.dt}")
         rom, label = init, "rom"
     elif isinstance(init, str) and init == "surrogate":
         rom, label = surrogate_rom(sys, r, lr_tol, maxiter)
@@ -130,7 +132,7 @@ def tsia(sys, r: int, *, init="surrogate", tol: float = 1e-8, maxit: int = 20, m
         new = np.linalg.eigvals(rom.A)
         changes.append(_pole_change(new, poles))
         poles = new
-        if changes[-1] < tol and np.all(poles.real < 0):
+        if changes[-1] < tol and _stable(poles, sys.is_discrete):
             converged = True
             break
     solver.max_cached = 2
@@ -139,7 +141,7 @@ def tsia(sys, r: int, *, init="surrogate", tol: float = 1e-8, maxit: int = 20, m
     if not converged:
         warnings.warn(f"sparse TSIA: pole change {changes[-1] if changes else np.nan:.3g} > tol {tol:.3g} "
                       f"after {maxit} iterations", ConvergenceWarning, stacklevel=2)
-        if not np.all(poles.real < 0) and np.all(np.linalg.eigvals(start.A).real < 0):
+        if not _stable(poles, sys.is_discrete) and _stable(np.linalg.eigvals(start.A), sys.is_discrete):
             rom = start
     err = h2_error(sys, rom, method="lowrank", maxiter=maxiter) if compute_error else float("nan")
     lqo = sys.M is not None

@@ -68,20 +68,19 @@ def test_discrete_bt_and_error_match_dense(kw):
 
 def test_discrete_restrictions_and_instability():
     s = _discrete(100)
-    rom = mor_lqo.balanced_truncation(s.to_dense(), 4).rom
-    with pytest.raises(SamplingTimeError):
-        h2_inner_parts(s, rom)
-    with pytest.raises(SamplingTimeError):
-        tsia(s, 4, method="lowrank")
+    cont_rom = mor_lqo.balanced_truncation(advdiff(100).to_dense(), 4).rom
+    with pytest.raises(SamplingTimeError):  # a continuous ROM against a discrete system
+        h2_inner_parts(s, cont_rom)
     with pytest.raises(SamplingTimeError):  # an initial ROM of another sampling time
-        irka(s, 4, method="lowrank", init=mor_lqo.balanced_truncation(advdiff(100).to_dense(), 4).rom)
+        tsia(s, 4, method="lowrank", init=cont_rom)
+    with pytest.raises(SamplingTimeError):
+        irka(s, 4, method="lowrank", init=cont_rom)
     with pytest.raises(mor_lqo.errors.InvalidArgumentError):  # continuous-time start / shifts inside the disc
         irka(s, 4, method="lowrank", init="logspace")
     with pytest.raises(mor_lqo.errors.InvalidArgumentError):
         irka(s, 2, method="lowrank", init=[0.5, 2.0])
-    cont = advdiff(100)
     with pytest.raises(SamplingTimeError):
-        h2_error(s, mor_lqo.balanced_truncation(cont.to_dense(), 4).rom, method="lowrank")
+        h2_error(s, cont_rom, method="lowrank")
     n = 100
     d = np.linspace(-0.9, 0.9, n)
     d[3] = 1.05  # one mode outside the unit disc
@@ -122,3 +121,55 @@ def test_discrete_irka_is_h2_optimal_and_matches_dense(r):
         ref = mor_lqo.irka(d, r, tol=1e-10, maxit=200)
     assert res.h2_error == pytest.approx(ref.h2_error, rel=1e-9)
     assert res.h2_error == pytest.approx(mor_lqo.h2_error(d, res.rom), rel=1e-8)
+
+
+def _mild(n=196, **kw):
+    """Explicit Euler with tau = 1/max|lam| (the dense IRKA/TSIA converge from their own starts)."""
+    c = advdiff(n, **kw)
+    tau = 1.0 / np.max(np.abs(np.linalg.eigvals(c.to_dense().A)))
+    E = c.E if c.E is not None else sp.identity(c.n, format="csc")
+    return SparseLQOSystem((E + tau * c.A).tocsc(), c.B, c.C, c.M, E=c.E, dt=0.1)
+
+
+@pytest.mark.parametrize("adjoint", [False, True])
+@pytest.mark.parametrize("kw", [{}, {"with_E": True}, {"complex_": True}])
+def test_sparse_dense_stein_residual(kw, adjoint, rng):
+    from mor_lqo.sparse.sylvester import sparse_dense_stein
+
+    s = _discrete(100, **kw)
+    A, E = s.A.toarray(), np.eye(s.n) if s.E is None else s.E.toarray()
+    Ah = np.diag([0.5, -0.3, 0.0]) + 0.1 * rng.standard_normal((3, 3))
+    Ah[2] = 0.0  # an eigenvalue exactly 0 (LAPACK's Schur form keeps it exact): the -E y = ... column
+    F = rng.standard_normal((s.n, 3))
+    X = sparse_dense_stein(s, Ah, F, adjoint=adjoint)
+    R = (A.conj().T @ X @ Ah - E.conj().T @ X + F) if adjoint else (A @ X @ Ah.conj().T - E @ X + F)
+    assert np.linalg.norm(R) <= 1e-11 * np.linalg.norm(F) * max(1.0, np.linalg.norm(X))
+    assert not np.iscomplexobj(X) or kw.get("complex_")
+
+
+@pytest.mark.parametrize("kw", CASES)
+def test_discrete_inner_parts_match_dense(kw):
+    s = _discrete(**kw)
+    d = s.to_dense()
+    rom = mor_lqo.balanced_truncation(d, 4).rom
+    got, ref = h2_inner_parts(s, rom), mor_lqo.h2_inner_parts(d, rom)
+    scale = mor_lqo.h2_norm(d) * mor_lqo.h2_norm(rom)
+    assert abs(got.linear - ref.linear) <= 1e-10 * scale and abs(got.quadratic - ref.quadratic) <= 1e-10 * scale
+    err = h2_error(s, rom, method="lowrank", route="sylvester")
+    assert err == pytest.approx(mor_lqo.h2_error(d, rom), rel=1e-7)
+
+
+@pytest.mark.parametrize("kw", [{}, {"lqo": True, "with_E": True}])
+def test_discrete_tsia_matches_dense(kw):
+    """Sparse discrete (LQO-)TSIA: the dense TSIA's fixed point (and, for LTI, the discrete IRKA's)."""
+    s = _mild(**kw)
+    d = s.to_dense()
+    res = tsia(s, 4, method="lowrank", maxit=30)
+    assert res.converged and res.rom.dt == 0.1 and res.info["init"] == "surrogate"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mor_lqo.errors.ConvergenceWarning)
+        ref = mor_lqo.tsia(d, 4, tol=1e-10, maxit=300)
+    assert res.h2_error == pytest.approx(ref.h2_error, rel=1e-9)
+    assert mor_lqo.h2_error(res.rom, ref.rom) <= 1e-6 * ref.h2_norm
+    if not kw:
+        assert res.h2_error == pytest.approx(irka(s, 4, method="lowrank", tol=1e-10).h2_error, rel=1e-9)
