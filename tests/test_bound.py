@@ -346,15 +346,17 @@ def test_bound_on_bundled_model_and_data(name, keep):
 # ---------------------------------------------------------------------------------------------
 # Theorem 2: exact layer injections at the hybrid point (docs/bound.md §4.1)
 # ---------------------------------------------------------------------------------------------
-def _hybrid_bound(m, mc, x):
+def _hybrid_bound(m, mc, x, taylor=False):
     from mor_lqo.deep.bound_hybrid import hybrid_layer, hybrid_propagate
+    from mor_lqo.deep.bound_taylor import taylor_propagate
 
     ev = BoundEvaluator(m, inputs=x)
     reduced = [mc.ssm_params(i) for i in range(m.n_layers)]
     terms = [ev.layer_terms(i, r) for i, r in enumerate(reduced)]
     kern = [s4d_kernels(r, ev.L) if ev.family == "s4d" else None for r in reduced]
     hyb = [hybrid_layer(ev, i, r, k) for i, (r, k) in enumerate(zip(reduced, kern))]
-    return ev, hyb, hybrid_propagate(ev, terms, hyb, reduced), ev.propagate(terms)
+    out = (ev, hyb, hybrid_propagate(ev, terms, hyb, reduced), ev.propagate(terms))
+    return out + (taylor_propagate(ev, terms, hyb, reduced, kern),) if taylor else out
 
 
 @given(seed=st.integers(0, 10_000), family=st.sampled_from(["s4d", "lqo"]), L=st.integers(3, 20),
@@ -371,9 +373,10 @@ def test_hybrid_bound_dominates_measured(seed, family, L, k0, k1, perturb, xscal
         sd = lqo_sd(rng, H=4, P=(5, 3), R=(2, 1))
         m, mc = LQOModel.from_state_dict(sd), LQOModel.from_state_dict(truncate_lqo(sd, (k0, k1), perturb, rng))
     x = xscale * rng.standard_normal((6, L))
-    ev, hyb, hybrid, _ = _hybrid_bound(m, mc, x)
+    ev, hyb, hybrid, _, taylor = _hybrid_bound(m, mc, x, taylor=True)
     measured = measured_output_error(m, mc, x)
     assert np.all(measured <= hybrid + ROUND)
+    assert np.all(measured <= taylor + ROUND)  # Theorem 3 alone
     # independent route for the injections: the compressed model's layer i on the original input
     _, trace = m.forward(x, return_layer_inputs=True)
     for i, t in enumerate(trace):
@@ -384,7 +387,8 @@ def test_hybrid_bound_dominates_measured(seed, family, L, k0, k1, perturb, xscal
     np.testing.assert_allclose(hyb[0]["E"], np.linalg.norm(trace_c[0]["output"] - trace[0]["output"], axis=-1),
                                rtol=1e-10, atol=1e-12)
     res = output_error_bound(m, mc, inputs=x)
-    np.testing.assert_allclose(res.per_sample, np.minimum(res.per_sample_lemma, hybrid), rtol=1e-12)
+    np.testing.assert_allclose(res.per_sample, np.minimum(np.minimum(res.per_sample_lemma, hybrid), taylor),
+                               rtol=1e-12)
     assert np.all(res.per_sample <= res.cap * (1 + 1e-12))
 
 
@@ -405,3 +409,50 @@ def test_hybrid_bound_last_layer_only(rng, family):
     np.testing.assert_allclose(hybrid, exact, rtol=1e-9)
     assert np.all(hybrid <= lemma * (1 + 1e-12))
     assert np.all(measured_output_error(m, mc, x) <= hybrid + ROUND)
+
+
+# ---------------------------------------------------------------------------------------------
+# Theorem 3: first-order Taylor models (docs/bound.md §4.2)
+# ---------------------------------------------------------------------------------------------
+def test_taylor_curvature_constants_on_a_dense_grid():
+    from mor_lqo.deep.bound_taylor import GELU_CURVATURE, SIGMOID_CURVATURE
+
+    x = np.linspace(-12, 12, 2_000_001)
+    phi = np.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+    assert np.max(np.abs(phi * (2 - x * x))) == pytest.approx(GELU_CURVATURE, rel=1e-9)
+    s = 1 / (1 + np.exp(-x))
+    assert np.max(np.abs(s * (1 - s) * (1 - 2 * s))) == pytest.approx(SIGMOID_CURVATURE, rel=1e-9)
+
+
+@given(seed=st.integers(0, 10_000), H=st.integers(2, 16), scale=st.floats(1e-3, 3.0), spread=st.floats(0.0, 3.0))
+@settings(max_examples=200, deadline=None)
+def test_taylor_layer_norm_step_encloses_the_change(seed, H, scale, spread):
+    """LN(z + S + R) - LN(z) - signal has norm <= the remainder bound, for any R with ||R|| <= rho."""
+    from mor_lqo.deep.bound_taylor import _layer_norm_step
+
+    rng = np.random.default_rng(seed)
+    z = spread * rng.standard_normal((1, 1, H))
+    S = scale * rng.standard_normal((1, 1, H))
+    R = scale * rng.standard_normal((1, 1, H)) * rng.uniform(0, 1)
+    gam, bet = rng.standard_normal(H), rng.standard_normal(H)
+    sig, rem = _layer_norm_step(z, S, np.linalg.norm(R, axis=-1), gam, 1e-5)
+    true = layer_norm(z + S + R, gam, bet) - layer_norm(z, gam, bet)
+    assert np.linalg.norm(true - sig) <= rem[0, 0] * (1 + 1e-9) + 1e-12
+
+
+@pytest.mark.parametrize("family", ["s4d", "lqo"])
+def test_taylor_bound_is_first_order_tight(rng, family):
+    """All modes kept, readouts perturbed by 1e-4: the bound exceeds the measured error by second-order terms
+    only (Theorems 1 and 2 are 1-2 orders of magnitude above it on the same models)."""
+    if family == "s4d":
+        sd = s4d_sd(rng, H=4, M=(4, 3))
+        m, mc = S4DModel.from_state_dict(sd), S4DModel.from_state_dict(truncate_s4d(sd, (4, 3), 1e-4, rng))
+    else:
+        sd = lqo_sd(rng, H=4, P=(5, 3), R=(2, 1))
+        m, mc = LQOModel.from_state_dict(sd), LQOModel.from_state_dict(truncate_lqo(sd, (5, 3), 1e-4, rng))
+    x = rng.standard_normal((8, 20))
+    _, _, hybrid, lemma, taylor = _hybrid_bound(m, mc, x, taylor=True)
+    measured = measured_output_error(m, mc, x)
+    assert np.all(measured > 0)
+    assert np.all(taylor <= 1.01 * measured)
+    assert np.all(np.minimum(hybrid, lemma) >= 2 * taylor)

@@ -590,12 +590,14 @@ class BoundEvaluator:
                 raise ShapeError(f"expected reduced parameters for {self.n_layers} layers, got {len(reduced)}")
             terms = [self.layer_terms(i, r) for i, r in enumerate(reduced)]
         per = lemma = self.propagate(terms)
-        if self.kind == "a-posteriori" and reduced is not None:  # Theorem 2: exact layer injections
+        if self.kind == "a-posteriori" and reduced is not None:  # Theorems 2 and 3 (exact injections)
             from .bound_hybrid import hybrid_layer, hybrid_propagate
+            from .bound_taylor import taylor_propagate
 
-            hyb = [hybrid_layer(self, i, r, _reduced_kernel(r, self.L) if self.family == "s4d" else None)
-                   for i, r in enumerate(reduced)]
+            kern = [_reduced_kernel(r, self.L) if self.family == "s4d" else None for r in reduced]
+            hyb = [hybrid_layer(self, i, r, k) for i, (r, k) in enumerate(zip(reduced, kern))]
             per = np.minimum(lemma, hybrid_propagate(self, terms, hyb, reduced))
+            per = np.minimum(per, taylor_propagate(self, terms, hyb, reduced, kern))
         layers = []
         for i, t in enumerate(terms):
             act = [j == i for j in range(self.n_layers)]

@@ -70,8 +70,9 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-def _lqo_hybrid_block(red: Mapping[str, Any], U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    r"""Reduced LQO block on the original input: output (batch, L, H) and :math:`\|K_k\|_2` (batch, L)."""
+def _lqo_hybrid_block(red: Mapping[str, Any], U: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Reduced LQO block on the original input: output (batch, L, H), :math:`\|K_k\|_2` (batch, L) and the
+    states (batch, L, P)."""
     lam = np.asarray(red["Lambda_bar"], np.complex128)
     Bb = np.asarray(red["B_bar"], np.complex128)
     C = np.asarray(red["C"], np.complex128)
@@ -81,6 +82,7 @@ def _lqo_hybrid_block(red: Mapping[str, Any], U: np.ndarray) -> tuple[np.ndarray
     bsz, L, H = U.shape
     y = np.empty((bsz, L, H))
     knorm = np.empty((bsz, L))
+    states = np.empty((bsz, L, lam.size), np.complex128)
     for s in range(0, bsz, _CHUNK):
         u = U[s : s + _CHUNK]
         bu = u.astype(np.complex128) @ Bb.T  # (b, L, P)
@@ -89,6 +91,7 @@ def _lqo_hybrid_block(red: Mapping[str, Any], U: np.ndarray) -> tuple[np.ndarray
         for k in range(L):
             xk = lam * xk + bu[:, k]
             x[:, k] = xk
+        states[s : s + _CHUNK] = x
         if Uf is not None:
             ux = np.einsum("blp,hrp->blhr", x, Uf)
             quad = np.sum(ux.real**2 + ux.imag**2, axis=-1)
@@ -102,7 +105,7 @@ def _lqo_hybrid_block(red: Mapping[str, Any], U: np.ndarray) -> tuple[np.ndarray
         ev = np.linalg.eigvalsh(gram)[..., -1]
         # eigvalsh is backward stable: pad by a relative rounding margin so the value stays an upper bound
         knorm[s : s + _CHUNK] = np.sqrt(np.maximum(ev, 0.0) * (1.0 + 1e-12) + 1e-300)
-    return y, knorm
+    return y, knorm, states
 
 
 def _mu2(red: Mapping[str, Any], mu: float) -> float:
@@ -132,7 +135,9 @@ def hybrid_layer(ev, i: int, red: Mapping[str, Any], kernel: np.ndarray | None =
         ``"E"`` (batch, L): :math:`\|\hat\Phi_i(u)_k - u^{(i+1)}_k\|`; ``"xstd"``: spread of the hybrid
         pre-norm activations; ``"ycap"``: :math:`\|\hat\Phi_i(u)_k - \beta\| + \max|\gamma|\sqrt H`;
         S4D ``"glu"``: the GLU gate term at the hybrid point; LQO ``"knorm"`` (:math:`\|K_k\|_2`),
-        ``"mu2"``, ``"dmax"``.
+        ``"dmax"`` and ``"states"`` (batch, L, P). Base-point values for the Taylor models of
+        :mod:`~mor_lqo.deep.bound_taylor`: ``"E_signal"`` (:math:`\hat\Phi_i(u) - u^{(i+1)}`), ``"yhat"``
+        (the reduced block's output) and ``"pre"`` (the pre-norm values).
     """
     model, H = ev.model, ev.H
     st = ev._stats[i]
@@ -150,13 +155,15 @@ def hybrid_layer(ev, i: int, red: Mapping[str, Any], kernel: np.ndarray | None =
         rn2 = np.sum(W[H:] ** 2, axis=1)
         out["glu"] = np.minimum(np.max(np.abs(a), axis=-1) * ev._post[i]["Wb"], np.sqrt((a * a) @ rn2))
     else:
-        yhat, out["knorm"] = _lqo_hybrid_block(red, U)
+        yhat, out["knorm"], out["states"] = _lqo_hybrid_block(red, U)
         W = sd[f"layers.{i}.out.weight"].astype(np.float64)
         b = sd[f"layers.{i}.out.bias"].astype(np.float64)
         pre = U + yhat @ W.T + b
         out["dmax"] = float(np.max(np.abs(red["D"]))) if np.size(red["D"]) else 0.0
     h = layer_norm(pre, gam, bet, ev.eps)
-    out["E"] = np.linalg.norm(h - Y, axis=-1)
+    out["E_signal"] = h - Y
+    out["E"] = np.linalg.norm(out["E_signal"], axis=-1)
+    out["yhat"], out["pre"] = yhat, pre
     out["xstd"] = np.std(pre, axis=-1)
     out["ycap"] = np.linalg.norm(h - bet, axis=-1) + float(np.max(np.abs(gam))) * math.sqrt(H)
     return out
