@@ -46,7 +46,7 @@ def make_executor(kind: str = "process", max_workers: int | None = None) -> Exec
     if kind == "process":
         methods = multiprocessing.get_all_start_methods()
         ctx = multiprocessing.get_context("fork" if "fork" in methods and sys.platform != "darwin" else None)
-        return ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_die_with_parent)
+        return ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_worker_init)
     raise ValueError(f"executor must be 'process', 'thread', 'serial' or a concurrent.futures.Executor, got {kind!r}")
 
 
@@ -70,6 +70,15 @@ def executor_workers(executor: Executor | None) -> int:
         except Exception:  # noqa: BLE001 - a cluster that cannot tell: fall back to the local cores
             n = None
     return max(1, int(n or available_cores()))
+
+
+def _worker_init() -> None:
+    """Process-pool worker initializer: die with the parent, serial numba kernels (no OpenMP regions in a
+    forked child, whose parent's OpenMP runtime may hold threads it cannot use: a hang)."""
+    _die_with_parent()
+    from ..kernels.cauchy import use_serial_kernels
+
+    use_serial_kernels()
 
 
 def _die_with_parent() -> None:

@@ -233,6 +233,22 @@ def _mode(discrete: bool, horizon: int | None) -> int:
 #: parallel region costs tens of microseconds (far more on an oversubscribed machine).
 SERIAL_WORK = 1 << 22
 
+_SERIAL_ONLY = False
+
+
+def use_serial_kernels(flag: bool = True) -> None:
+    """Use the serial kernels only (set in the workers of a process pool).
+
+    A worker forked from a process whose OpenMP runtime already ran threads (numba's ``omp`` threading
+    layer, or PyTorch) can hang in its first parallel region; the pool supplies the parallelism anyway.
+    """
+    global _SERIAL_ONLY
+    _SERIAL_ONLY = bool(flag)
+
+
+def _serial(work: int) -> bool:
+    return _SERIAL_ONLY or work < SERIAL_WORK
+
 
 def _work(pairs: int, m: int, p: int, kron: bool) -> int:
     """Work estimate: kernel values times the per-pair cost (factor products + division)."""
@@ -241,7 +257,7 @@ def _work(pairs: int, m: int, p: int, kron: bool) -> int:
 
 def _run_single(kernels, work: int, *args):
     parallel, serial = kernels
-    return serial(*args) if work < SERIAL_WORK else parallel(*args)
+    return serial(*args) if _serial(work) else parallel(*args)
 
 
 def _use_lanes(batch: int, row_len: float, qcost: int) -> bool:
@@ -280,7 +296,7 @@ def _run_batched(single, batched, batch: int, work: int, args):
     import numba
 
     head, arrays = args[:3], args[3:]
-    if batch * work < SERIAL_WORK:
+    if _serial(batch * work):
         return [batched[1](*head, *arrays)]
     if batch >= 4 * numba.get_num_threads() or work < (1 << 16):
         return [batched[0](*head, *arrays)]
@@ -463,7 +479,7 @@ def cauchy_inner(lam1, B1, C1, lam2, B2, C2, discrete: bool, horizon: int | None
     if batch is not None and _use_lanes(batch, n2, m1 * p1 if kron else m1 + p1 + 2):
         A1 = _pack_lanes(lam1, B1, C1, bool(discrete), horizon, kron, r1)
         A2 = _pack_lanes(lam2, B2, C2, bool(discrete), horizon, kron, r2)
-        kern = nl.inner_lanes_serial if batch * work < SERIAL_WORK else nl.inner_lanes
+        kern = nl.inner_lanes_serial if _serial(batch * work) else nl.inner_lanes
         out = kern(mode, Lh, tau2, *A1, *A2)
         return out[:, 0] + 1j * out[:, 1]
     L1 = _pack_lam(lam1, bool(discrete), horizon, r1)
@@ -546,7 +562,7 @@ def cauchy_norm2(lam, B, C, discrete: bool, horizon: int | None = None):
     r1 = _log_radius(np.sqrt(tau2), lam)
     if batch is not None and _use_lanes(batch, n / 2, m * p if kron else m + p + 2):
         A = _pack_lanes(lam, B, C, bool(discrete), horizon, kron, r1)
-        kern = nl.norm2_lanes_serial if batch * work < SERIAL_WORK else nl.norm2_lanes
+        kern = nl.norm2_lanes_serial if _serial(batch * work) else nl.norm2_lanes
         return kern(mode, Lh, tau2, *A)
     Lp = _pack_lam(lam, bool(discrete), horizon, r1)
     U, V = _pack_factors(B, C, kron)
