@@ -306,7 +306,8 @@ def _solve(A, B, Q, discrete: bool) -> np.ndarray:
         return Q * _cauchy(A.lam, B.lam, discrete)
     batch = np.broadcast_shapes(_batch_shape(A), _batch_shape(B), Q.shape[:-2])
     if batch == ():
-        return solve_factored(factor(A), factor(B), Q, discrete)
+        fa = factor(A)
+        return solve_factored(fa, fa if B is A else factor(B), Q, discrete)
     out = None
     for idx in np.ndindex(*batch):
         a = _index(A, idx if _batch_shape(A) else ())
