@@ -1,11 +1,17 @@
-r"""IRKA for sparse LTI systems: one sparse factorisation per interpolation point, reused.
+r"""IRKA and LQO-IRKA for sparse systems: one sparse factorisation per interpolation point, reused.
 
-Iteration (Gugercin–Antoulas–Beattie 2008, tangential form)::
+Iteration (Gugercin–Antoulas–Beattie 2008, tangential form; LQO: the quadratic tangents of the dense
+LQO-IRKA)::
 
-    A^ = S diag(lam) S^{-1},  sigma_i = -lam_i (continuous) or 1/lam_i (discrete),
-    b_i = (S^{-1} B^)_i,  c_i = (C^ S)_{:,i}
-    v_i = (sigma_i E - A)^{-1} B b_i^T,    w_i = (sigma_i E - A)^{-H} C^H conj(c_i)
-    V = orth[v_i],  W = orth[w_i],  ROM = (W^H E V)^{-1} (W^H A V, W^H B),  C V
+    A^ = S diag(lam) S^{-1},  sigma_i = -conj(lam_i) (continuous) or 1/conj(lam_i) (discrete),
+    b_i = (S^{-1} B^)_i,  c_i = (C^ S)_{:,i},  q^(j) = S^H M^_j S
+    v_i = (sigma_i E - A)^{-1} B conj(b_i),
+    w_i = (sigma_i E - A)^{-H} (C^H c_i + 2 sum_{k,j} q^(j)_{ki} M_j v_k)
+    V = orth[v_i],  W = orth[w_i],  ROM = (W^H E V)^{-1} (W^H A V, W^H B),  C V,  V^H M_j V
+
+(the v_i with the scaling of TSIA's cross Gramian in modal coordinates, since they enter the quadratic
+term; see :func:`_bases`). For real systems the conjugate pairs make -conj(lam) and -lam the same set;
+complex systems need the conjugate.
 
 Discrete time (:math:`Ex_k = Ax_{k-1} + Bu_k`, :math:`y_k = Cx_k`): the transfer function is
 :math:`zF(z)` with :math:`F(z) = C(zE - A)^{-1}B`, and :math:`|zF(z)| = |F(z)|` on the unit circle, so
@@ -49,32 +55,56 @@ _SURROGATE_RTOL = 1e-12  # surrogate order: Hankel singular values above this (r
 
 
 def _bases(sys: SparseLQOSystem, rom: LQOSystem):
-    """Tangential interpolation bases at the mirror images of the ROM poles."""
+    r"""(LQO-)IRKA bases: the columns of TSIA's cross Gramians in the ROM's modal coordinates.
+
+    With :math:`\hat A = S\Lambda S^{-1}`, :math:`b = S^{-1}\hat B`, :math:`c = \hat C S` and
+    :math:`q^{(j)} = S^H\hat M_j S`, the columns of :math:`X' = XS^{-H}` and :math:`Y' = YS` are
+
+    * continuous: :math:`(A + \bar\lambda_k E)x'_k = -B\bar b_k`,
+      :math:`(A + \bar\lambda_k E)^H y'_k = C^H c_k + 2\sum_{i,j} q^{(j)}_{ik} M_j x'_i`;
+    * discrete: :math:`(\bar\lambda_k A - E)x'_k = -B\bar b_k`, :math:`(\lambda_k A^H - E^H)y'_k =` the
+      same right-hand side;
+
+    i.e. shifted solves at the reflections :math:`-\bar\lambda_k` (:math:`1/\bar\lambda_k`) of the
+    reduced poles, both sides with the same factorisation. The x'_i enter the quadratic term with their
+    true scaling; the y'_k only through their span.
+    """
     lam, S = np.linalg.eig(rom.A)
     Sinv = np.linalg.inv(S)
     bt, ct = Sinv @ rom.B, rom.C @ S  # (r, m), (p, r)
-    if sys.is_discrete and np.any(lam == 0):
+    disc = sys.is_discrete
+    if disc and np.any(lam == 0):
         raise ProjectionBreakdownError("sparse IRKA: a reduced pole at 0 (interpolation point at infinity)")
-    sigma = 1.0 / lam if sys.is_discrete else -lam  # interpolation points, paired with the directions
+    sigma = 1.0 / np.conj(lam) if disc else -np.conj(lam)  # interpolation points
+    shift = -sigma  # solver.solve(p, .) solves (A + pE) x = .
     real = not sys.is_complex and not rom.is_complex
     solver = sys.solver()
     B, CH = np.asarray(sys.B), np.asarray(sys.C).conj().T
+    reps = [i for i in range(lam.size) if not (real and lam[i].imag < 0)]  # one of each conjugate pair
+    X = np.zeros((sys.n, lam.size), complex)
+    for i in reps:
+        x = -solver.solve(shift[i], B @ np.conj(bt[i])[:, None])[:, 0]
+        X[:, i] = x * sigma[i] if disc else x  # discrete: (conj(lam) A - E)^{-1} = sigma (A - sigma E)^{-1}
+        if real and lam[i].imag > 0:
+            X[:, np.argmin(np.abs(lam - np.conj(lam[i])))] = np.conj(X[:, i])
+    # quadratic tangents (p, r, r); a start from shifts has none yet (they start at zero)
+    Q = None if sys.M is None or rom.M is None else np.stack([S.conj().T @ Mj @ S for Mj in rom.M])
     V, W = [], []
-    for i, s in enumerate(sigma):
-        if real and s.imag < 0:
-            continue  # the conjugate partner supplies both columns
-        v = solver.solve(-s, B @ bt[i][:, None])
-        w = solver.solve(-np.conj(s), CH @ np.conj(ct[:, i])[:, None], adjoint=True)
-        if real and s.imag > 0:
-            V += [v.real, v.imag]
+    for k in reps:
+        rhs = CH @ ct[:, k]
+        if Q is not None:
+            rhs = rhs + 2 * sum(Mj @ (X @ Q[j][:, k]) for j, Mj in enumerate(sys.M))
+        w = solver.solve(np.conj(shift[k]), rhs[:, None], adjoint=True)[:, 0]
+        if real and lam[k].imag > 0:
+            V += [X[:, k].real, X[:, k].imag]
             W += [w.real, w.imag]
         elif real:
-            V.append(v.real)
+            V.append(X[:, k].real)
             W.append(w.real)
         else:
-            V.append(v)
+            V.append(X[:, k])
             W.append(w)
-    V, W = np.concatenate(V, axis=1), np.concatenate(W, axis=1)
+    V, W = np.column_stack(V), np.column_stack(W)
     if V.shape[1] != rom.order:
         raise ProjectionBreakdownError("sparse IRKA: the reduced poles are not conjugation-closed")
     return orthonormal_basis(V, "sparse IRKA: the V basis"), orthonormal_basis(W, "sparse IRKA: the W basis"), sigma
@@ -163,12 +193,12 @@ def _initial_rom(sys: SparseLQOSystem, r: int, init, tol: float, maxiter: int) -
 
 def irka(sys, r: int, *, init="surrogate", tol: float = 1e-6, maxit: int = 50, method: str = "auto",
          lr_tol: float = DEFAULT_TOL, maxiter: int = 500, compute_error: bool = True) -> ReductionResult:
-    r"""IRKA (LTI) for sparse systems with sparse shifted solves.
+    r"""IRKA and LQO-IRKA for sparse systems with sparse shifted solves (:func:`_bases`).
 
     Parameters
     ----------
     sys : SparseLQOSystem or LQOSystem
-        Asymptotically stable LTI system (no quadratic output), continuous or discrete time.
+        Asymptotically stable LTI or LQO system, continuous or discrete time, real or complex.
     r : int
         Reduced order.
     init : {"surrogate", "logspace"}, array of r shifts, or LQOSystem
@@ -187,7 +217,8 @@ def irka(sys, r: int, *, init="surrogate", tol: float = 1e-6, maxit: int = 50, m
     Returns
     -------
     ReductionResult
-        ``method="irka"``, ``shifts`` (final interpolation points), ``history``: shift change per
+        ``method="irka"`` (``"lqo-irka"`` with a quadratic output), ``shifts`` (final interpolation
+        points), ``history``: shift change per
         iteration, ``info``: ``init``, ``factorizations``, ``time_init``, ``time_iterations``.
 
     Warns
@@ -198,9 +229,6 @@ def irka(sys, r: int, *, init="surrogate", tol: float = 1e-6, maxit: int = 50, m
         unstable one raises :class:`~mor_lqo.errors.UnstableSystemError` when ``compute_error``).
     """
     sys = _check(sys)
-    if sys.M is not None:
-        raise InvalidArgumentError("sparse IRKA supports LTI systems only (use balanced_truncation for LQO, "
-                                   "or the dense mor_lqo.irka for small LQO systems)")
     r = check_order(r, sys.n if isinstance(sys, SparseLQOSystem) else sys.order)
     if use_dense(sys, method):
         from ..reduction.irka import irka as dense_irka
@@ -237,5 +265,6 @@ def irka(sys, r: int, *, init="surrogate", tol: float = 1e-6, maxit: int = 50, m
     info = {"init": label, "factorizations": sys.solver().n_factorizations, "time_init": t1 - t0,
             "time_iterations": t2 - t1}
     nrm = h2_norm(sys, method="lowrank", tol=lr_tol, maxiter=maxiter)
-    return ReductionResult(rom=rom, h2_error=err, h2_norm=nrm, method="irka", converged=converged,
+    method = "irka" if sys.M is None else "lqo-irka"
+    return ReductionResult(rom=rom, h2_error=err, h2_norm=nrm, method=method, converged=converged,
                            iterations=len(changes), history=tuple(changes), shifts=sigma, info=info)

@@ -86,8 +86,6 @@ def test_irka_with_shifts_and_errors():
         irka(s, 4, method="lowrank", init=np.array([-1.0, 1.0, 2.0, 3.0]))
     with pytest.raises(InvalidArgumentError):
         irka(s, 4, method="lowrank", init=np.array([1.0 + 1j, 2.0, 3.0, 4.0]))
-    with pytest.raises(InvalidArgumentError):
-        irka(advdiff(196, lqo=True), 4, method="lowrank")
     with pytest.raises(OrderError):
         irka(s, s.n, method="lowrank")
 
