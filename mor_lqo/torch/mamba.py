@@ -8,7 +8,9 @@ the state whose removal changes that mixer's output least (squared error summed 
 inputs). The effect of removing state n is measured exactly on the unpruned mixer by zeroing its C
 read-out (:func:`mor_lqo.adapters.mamba.readout_rows`); the effects of removing several states add
 (exactly for Mamba1, to first order for Mamba2, whose gated RMSNorm follows the sum over states), so the
-elimination runs on their Gram matrix: N + 1 mixer calls per recorded batch, whatever the kept number.
+elimination runs on their Gram matrix: N + 2 mixer calls per recorded batch for Mamba1, whatever the kept
+number; for Mamba2 the effects are measured again on the pruned mixer after each quarter of the remaining
+states is dropped (a few rounds of fewer calls each).
 """
 
 from __future__ import annotations
@@ -69,54 +71,81 @@ def _outputs(mixer: nn.Module, calls) -> list[torch.Tensor]:
         return [_first(mixer(*a, **k)) for a, k in calls]
 
 
-def removal_effects(mixer: nn.Module, block, calls) -> tuple[np.ndarray, float]:
-    r"""Gram matrix :math:`G_{nm} = \langle c_n, c_m\rangle` of the single-state removal effects
-    :math:`c_n = y - y_{-n}` (the mixer's output minus its output with state n's read-out zeroed) over the
-    recorded ``calls``, and :math:`\|y\|^2`; N + 1 mixer calls per recorded call, float64 sums.
+def _zero_readout(params, saved, block, drop) -> None:
+    for leaf, w in saved.items():
+        params[leaf].copy_(w)
+    for n in drop:
+        for leaf, rows in readout_rows(block, n).items():
+            params[leaf][torch.as_tensor(rows)] = 0
 
-    The mixer must be a private copy (its read-out rows are zeroed in place, then restored)."""
+
+def removal_effects(mixer: nn.Module, block, calls, dropped=(), left=None):
+    r"""Removal effects of the states ``left`` on the mixer with the states ``dropped`` already removed.
+
+    With :math:`y` the original output, :math:`y_D` the output with ``dropped`` removed and
+    :math:`c_n = y_D - y_{D \cup \{n\}}` (state n's read-out zeroed as well), summed over the recorded
+    ``calls`` in float64: the Gram matrix :math:`G_{nm} = \langle c_n, c_m\rangle` over ``left``,
+    :math:`b_n = \langle y - y_D, c_n\rangle`, :math:`\|y - y_D\|^2` and :math:`\|y\|^2`; len(left) + 2
+    mixer calls per recorded call. The mixer must be a private copy (its read-out rows are zeroed in
+    place, then restored)."""
     N = block.meta["N"]
+    left = [n for n in range(N) if n not in dropped] if left is None else list(left)
     params = dict(mixer.named_parameters())
     saved = {leaf: params[leaf].detach().clone() for leaf in readout_rows(block, 0)}
-    G = np.zeros((N, N))
-    norm = 0.0
+    G, bvec, err0, norm = np.zeros((len(left), len(left))), np.zeros(len(left)), 0.0, 0.0
     with torch.no_grad():
         for args, kwargs in calls:
-            y = _first(mixer(*args, **kwargs)).double()
-            norm += float((y ** 2).sum())
+            _zero_readout(params, saved, block, ())
+            y = _first(mixer(*args, **kwargs)).double().reshape(-1)
+            _zero_readout(params, saved, block, dropped)
+            yd = _first(mixer(*args, **kwargs)).double().reshape(-1)
             effects = []
-            for n in range(N):
-                for leaf, rows in readout_rows(block, n).items():
-                    params[leaf][torch.as_tensor(rows)] = 0
-                effects.append((y - _first(mixer(*args, **kwargs)).double()).reshape(-1))
-                for leaf, w in saved.items():
-                    params[leaf].copy_(w)
+            for n in left:
+                _zero_readout(params, saved, block, list(dropped) + [n])
+                effects.append(yd - _first(mixer(*args, **kwargs)).double().reshape(-1))
             E = torch.stack(effects)
             G += (E @ E.T).numpy()
-    return G, norm
+            bvec += (E @ (y - yd)).numpy()
+            err0 += float(((y - yd) ** 2).sum())
+            norm += float((y ** 2).sum())
+        _zero_readout(params, saved, block, ())
+    return G, bvec, err0, norm
 
 
-def greedy_elimination(mixer: nn.Module, block, calls, keep: int) -> tuple[list[int], float]:
+def greedy_elimination(mixer: nn.Module, block, calls, keep: int, refresh: float | None = None
+                       ) -> tuple[list[int], float]:
     r"""States of ``block`` kept by greedy backward elimination on the recorded ``calls`` of ``mixer``.
 
-    Each step drops the state that least increases :math:`\|\sum_{n \in S} c_n\|^2` over the dropped set S
-    (:func:`removal_effects`; the first minimum on ties, so the choice is deterministic). For Mamba1 the
-    removal effects add exactly (the output is linear in each state's read-out: gate and ``out_proj`` act
-    after the sum over states), so this is the greedy elimination on the true output error; for Mamba2 the
-    gated RMSNorm after the sum makes the sum a first-order model of it. Returns the kept indices (sorted)
-    and the relative RMS output change the model predicts."""
+    Each step drops the state that least increases the squared output error
+    :math:`\|y - y_D - \sum_{n \in S} c_n\|^2` (:func:`removal_effects`; the first minimum on ties, so the
+    choice is deterministic). For Mamba1 the removal effects add exactly (the output is linear in each
+    state's read-out: gate and ``out_proj`` act after the sum over states), so one evaluation of the
+    effects gives the greedy elimination on the true output error. For Mamba2 the gated RMSNorm after the
+    sum makes the sum a first-order model, so the effects are measured again on the pruned mixer after every
+    ``refresh`` fraction of the remaining states has been dropped (default 1/4 for Mamba2; None or 1:
+    never; a tiny fraction: one state per evaluation, the exact greedy). Returns the kept indices (sorted)
+    and the relative RMS output change the last model predicts."""
     N = block.meta["N"]
-    G, norm = removal_effects(mixer, block, calls)
+    if refresh is None:
+        refresh = 0.25 if block.arch == "mamba2" else 1.0
+    if not 0 < refresh <= 1:
+        raise CompressionError(f"refresh must be in (0, 1], got {refresh!r}")
     dropped: list[int] = []
-    cross = np.zeros(N)  # G[:, S].sum(1)
-    err = 0.0
+    err, norm = 0.0, 0.0
     while len(dropped) < N - keep:
-        left = np.array([n for n in range(N) if n not in dropped])
-        gain = 2 * cross[left] + np.diag(G)[left]
-        best = int(left[int(np.argmin(gain))])
-        err += float(gain.min())
-        dropped.append(best)
-        cross += G[:, best]
+        left = [n for n in range(N) if n not in dropped]
+        G, bvec, err, norm = removal_effects(mixer, block, calls, dropped, left)
+        steps = N - keep - len(dropped) if refresh >= 1 else max(1, int(refresh * len(left)))
+        steps = min(steps, N - keep - len(dropped))
+        cross = bvec.copy()  # <y - y_D + sum of the effects dropped in this round, c_m>
+        alive = np.ones(len(left), bool)
+        for _ in range(steps):
+            gain = np.where(alive, 2 * cross + np.diag(G), np.inf)
+            j = int(np.argmin(gain))
+            err += float(gain[j])
+            alive[j] = False
+            cross += G[:, j]
+            dropped.append(left[j])
     return sorted(n for n in range(N) if n not in dropped), float(np.sqrt(max(err, 0.0) / norm)) if norm > 0 else 0.0
 
 
@@ -166,7 +195,7 @@ def _fix_config(root: nn.Module, layers: list[dict]) -> list[str]:
 
 
 def prune_states(module: nn.Module, calibration, *, ratio=None, order=None, selection: str = "data",
-                 metric: Callable[[nn.Module], Any] | None = None, arch: str = "auto",
+                 refresh: float | None = None, metric: Callable[[nn.Module], Any] | None = None, arch: str = "auto",
                  **settings) -> TorchCompressionResult:
     """Prune the states of every Mamba / Mamba2 mixer of a torch module, chosen from data.
 
@@ -184,6 +213,9 @@ def prune_states(module: nn.Module, calibration, *, ratio=None, order=None, sele
     selection : {"data", "heuristic"}
         ``"data"``: greedy backward elimination on the recorded inputs (:func:`greedy_elimination`);
         ``"heuristic"``: the adapter's data-free ranking.
+    refresh : float, optional
+        Data selection: fraction of the remaining states dropped between two measurements of the removal
+        effects (:func:`greedy_elimination`; default 1/4 for Mamba2, once for Mamba1).
     metric, arch, **settings
         As in :func:`~mor_lqo.torch.compress` (Mamba2 ``n_groups`` is read from the mixers).
 
@@ -233,7 +265,7 @@ def prune_states(module: nn.Module, calibration, *, ratio=None, order=None, sele
             chosen[name] = int(k)
         else:
             mixer = copy.deepcopy(mixers[name]).eval()
-            idx, predicted[name] = greedy_elimination(mixer, blocks[name], rec[name], int(k))
+            idx, predicted[name] = greedy_elimination(mixer, blocks[name], rec[name], int(k), refresh)
             chosen[name] = np.asarray(idx)
     new_flat, rep = reduce_state_dict(sd, order=chosen, method="index", **used)
     t_sel = time.perf_counter()
