@@ -120,6 +120,29 @@ def _channels_mamba2(meta, idx, base):
     return np.concatenate(b + c)
 
 
+def readout_rows(block: Block, n: int) -> dict[str, np.ndarray]:
+    """Leaf name -> rows (dim 0) that carry state ``n``'s read-out :math:`C_n` in every group.
+
+    Zeroing them removes the state's contribution to the output exactly as pruning it does (a diagonal
+    state is read only through its own C entry; Mamba2's C passes a causal conv and SiLU, which map the
+    zeroed channel, bias included, to 0). Used by data-aware selections that evaluate candidates on the
+    unpruned module."""
+    m = block.meta
+    N = m["N"]
+    if not 0 <= n < N:
+        raise OrderError(f"{block.name}: state index {n} outside [0, {N})")
+    if block.arch == "mamba":
+        return {"x_proj.weight": np.array([m["R"] + N + n])}
+    G, d_inner = m["G"], m["d_inner"]
+    rows = 2 * m["d_mlp"] + 2 * d_inner + G * N + np.arange(G) * N + n
+    ch = d_inner + G * N + np.arange(G) * N + n
+    out = {"in_proj.weight": rows, "conv1d.weight": ch}
+    for leaf, sel in (("in_proj.bias", rows), ("conv1d.bias", ch)):
+        if block.name + leaf in m["arrays"]:
+            out[leaf] = sel
+    return out
+
+
 def _scores(block: Block) -> np.ndarray:
     m = block.meta
     arr = {k[len(block.name):]: f64(to_numpy(v)) for k, v in m["arrays"].items()}

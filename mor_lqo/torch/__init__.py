@@ -1,4 +1,5 @@
-"""Compress the SSM blocks of torch modules: :func:`compress` (``mor_lqo.torch.compress(module, calibration)``).
+"""Compress the SSM blocks of torch modules: :func:`compress` (``mor_lqo.torch.compress(module, calibration)``);
+prune the states of input-dependent Mamba mixers from data: :func:`prune_states`.
 
 This subpackage imports torch; the rest of mor_lqo never does. See docs/adapters.md, "Compressing a torch
 module".
@@ -7,7 +8,8 @@ module".
 from __future__ import annotations
 
 from .api import TorchCompressionResult, compress
+from .mamba import prune_states
 from .modules import find_blocks, unwrap
 from .rebuild import count_parameters
 
-__all__ = ["compress", "TorchCompressionResult", "find_blocks", "unwrap", "count_parameters"]
+__all__ = ["compress", "TorchCompressionResult", "find_blocks", "unwrap", "count_parameters", "prune_states"]

@@ -14,7 +14,7 @@ from torch import nn
 from ..adapters.registry import extract as extract_flat
 from ..deep.compress import CompressionError
 from ..deep.compress import compress as compress_state_dict
-from ..errors import CalibrationError
+from ..errors import CalibrationError, LayoutError
 from .modules import check_settings, find_blocks, rewrap, settings_from_modules, unwrap
 from .rebuild import build_reduced, count_parameters
 from .recording import batches, call_module, record_block_inputs
@@ -166,6 +166,9 @@ def compress(module: nn.Module, calibration, *, ratio=None, order=None, budget=N
     sd = {k: v.detach() for k, v in core.state_dict().items()}
     blocks = {b.name: b for b in extract_flat({k: v.cpu().numpy() for k, v in sd.items()}, arch, **used)}
     lti = [fb for fb in found if blocks[fb.prefix].lti]
+    if not lti and any(fb.arch in ("mamba", "mamba2") for fb in found):
+        raise LayoutError("no LTI SSM block to reduce: Mamba mixers are input dependent, so method "
+                          f"{method!r} does not apply; prune their states with mor_lqo.torch.prune_states")
     recorded, where, _ = record_block_inputs(core, lti, {fb.prefix: blocks[fb.prefix].m for fb in lti},
                                              calibration, dtype, device)
     checks = {fb.prefix: check_settings(fb, blocks[fb.prefix], used, _at(core, where[fb.prefix][0])) for fb in lti}
