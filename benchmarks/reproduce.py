@@ -25,7 +25,11 @@ Models (all trained by committed scripts, evaluated with the numpy reference mod
 ``mnist1d_lqo_p256``
     state-heavy LQO Deep SSM (2 layers, H = 32, P = 256 complex modes per layer, rank-2 quadratic readout;
     about 98 % of its trainable parameters are SSM parameters; ``benchmarks/train_mnist1d.py --model
-    lqo_large_state``), MNIST-1D — paper A's own regime.
+    lqo_large_state``), MNIST-1D — paper A's own regime;
+``mnist1d_s5_upstream``
+    classifier built from the upstream ``s5-pytorch`` ``S5`` layer (2 residual blocks, H = 32, P = 64;
+    ``benchmarks/upstream_families.py``), compressed as a torch module by :func:`mor_lqo.torch.compress`
+    (``benchmarks/reproduce_torch.py``; no bound columns, ``bound`` not applicable).
 
 For every model, method (``modal``, ``bt``, ``irka`` — ``tsia`` for LQO blocks —, ``h2``, ``bound``) and
 ratio of the SSM state kept (1, 1/2, …, 1/32) it records the test accuracy, the SSM and total
@@ -62,7 +66,7 @@ import numpy as np
 RESULTS = Path(__file__).resolve().parent / "results"
 RATIOS = ("1", "1/2", "1/4", "1/8", "1/16", "1/32")
 METHODS = ("modal", "bt", "irka", "h2", "bound")
-MODELS = ("mnist1d_s4d", "mnist1d_lqo", "mnist1d_s4d_n256", "tones_s4d", "mnist1d_lqo_p256")
+MODELS = ("mnist1d_s4d", "mnist1d_lqo", "mnist1d_s4d_n256", "tones_s4d", "mnist1d_lqo_p256", "mnist1d_s5_upstream")
 N256_WEIGHTS = RESULTS / "mnist1d_s4d_n256.safetensors"
 P256_WEIGHTS = RESULTS / "mnist1d_lqo_p256.safetensors"
 STATE_HEAVY = {  # model name: (weights, family, description)
@@ -90,6 +94,10 @@ def load_case(name: str, n_test: int | None, n_calib: int) -> dict:
     """
     from mor_lqo.deep import S4DModel, load_bundled_model, load_test_split, read_safetensors
 
+    from .reproduce_torch import TORCH_MODELS, load_torch_case
+
+    if name in TORCH_MODELS:
+        return load_torch_case(name, n_test, n_calib)
     if name in ("mnist1d_s4d", "mnist1d_lqo"):
         fam = name.split("_")[1]
         model = load_bundled_model(fam)
@@ -136,6 +144,11 @@ def run_one(case: dict, method: str, ratio: str, *, bound_samples: int, executor
     """Compress ``case["model"]`` with ``method`` at ``ratio`` and measure everything (one CSV row)."""
     from mor_lqo.deep.bound import output_error_bound
     from mor_lqo.deep.compress import compress
+
+    if case.get("torch"):
+        from .reproduce_torch import run_one_torch
+
+        return run_one_torch(case, method, ratio, acc0=acc0)
 
     model = case["model"]
     p0 = model.num_parameters()
@@ -299,6 +312,9 @@ def claims_markdown(claims: dict, rows: Sequence[dict]) -> str:
         bh = c["bound_holds"]
         tight = ("n/a" if bh["max_tightness"] is None
                  else f"{bh.get('min_tightness', bh['max_tightness']):.3g} … {bh['max_tightness']:.3g}")
+        if bh["sequences"] == 0:  # torch models: the bound is defined for the reference architectures only
+            lines += ["- output-error bound: not evaluated (defined for the S4D/LQO reference architectures)", ""]
+            continue
         lines += [f"- bound ≥ measured: {bh['violations']} violations in {bh['sequences']} sequence checks over "
                   f"{bh['runs']} runs; measured/bound {tight}; "
                   f"{bh.get('saturated_runs', 0)} of {bh['runs']} runs at the saturated (trivial) cap", ""]
@@ -349,7 +365,8 @@ def plot_bound(rows: Sequence[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rs = [r for r in rows if not r.get("error") and Fraction(r["ratio"]) < 1 and r["measured_max"] > 0]
+    rs = [r for r in rows if not r.get("error") and Fraction(r["ratio"]) < 1
+          and r.get("measured_max") not in ("", None) and r["measured_max"] > 0]
     fig, ax = plt.subplots(figsize=(5, 4.2))
     for model, mk in zip(dict.fromkeys(r["model"] for r in rs), "os^vD<>"):
         pts = [(r["measured_max"], r["bound"]) for r in rs if r["model"] == model]
@@ -428,8 +445,8 @@ def main(argv=None) -> dict:
         rows = []
         for method in methods:
             for ratio in ratios:
-                if Fraction(ratio) == 1 and method != methods[0]:
-                    continue
+                if (Fraction(ratio) == 1 and method != methods[0]) or (case.get("torch") and method == "bound"):
+                    continue  # the bound method needs the bound, defined for the reference architectures only
                 try:
                     row = run_one(case, method, ratio, bound_samples=min(args.bound_samples, len(case["x"])),
                                   executor=args.executor, acc0=acc0,
@@ -443,10 +460,11 @@ def main(argv=None) -> dict:
                 if row.get("error"):
                     print(f"  {method:>6} {ratio:>5}: FAILED {row['error']}", flush=True)
                 else:
+                    bound = (f"bound {row['bound']:.3g} / measured {row['measured_max']:.3g}"
+                             if row["bound"] != "" else "bound n/a")
                     print(f"  {method:>6} {ratio:>5}: acc {row['accuracy']:.4f} ({row['acc_drop_points']:+.1f} pts)"
                           f"  SSM {row['ssm_frac']:.3f}  total {row['total_frac']:.3f}  orders [{row['orders']}]"
-                          f"  bound {row['bound']:.3g} / measured {row['measured_max']:.3g}"
-                          f"  viol {row['bound_violations']}  {row['time_s']:.1f}s", flush=True)
+                          f"  {bound}  viol {row['bound_violations']}  {row['time_s']:.1f}s", flush=True)
         _write_csv(out / f"sweep_{name}.csv", rows)
         plot_accuracy(rows, name, out / f"accuracy_{name}.png")
         new_rows[name] = rows

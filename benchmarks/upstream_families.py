@@ -72,6 +72,18 @@ def build(family: str):
     return Net()
 
 
+def load_data() -> dict:
+    """MNIST-1D (seed 42) as torch tensors: ``x``, ``y`` (training), ``x_test``, ``y_test``; x (N, 40, 1)."""
+    import torch
+
+    from mor_lqo.deep import generate_mnist1d
+
+    raw = generate_mnist1d(seed=42)
+    data = {k: torch.from_numpy(np.asarray(raw[k], np.float32)[:, :, None]) for k in ("x", "x_test")}
+    data.update(y=torch.from_numpy(raw["y"]).long(), y_test=torch.from_numpy(raw["y_test"]).long())
+    return data
+
+
 def accuracy(model, x, y) -> float:
     import torch
 
@@ -160,12 +172,8 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     import torch
 
-    from mor_lqo.deep import generate_mnist1d
-
     torch.set_num_threads(1)
-    raw = generate_mnist1d(seed=42)
-    data = {k: torch.from_numpy(np.asarray(raw[k], np.float32)[:, :, None]) for k in ("x", "x_test")}
-    data.update(y=torch.from_numpy(raw["y"]).long(), y_test=torch.from_numpy(raw["y_test"]).long())
+    data = load_data()
     out_path = OUT / "upstream_families.json"
     results = json.loads(out_path.read_text()) if out_path.is_file() else {}
     for family in args.families.split(","):

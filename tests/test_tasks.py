@@ -164,6 +164,20 @@ def test_reproduce_summary_and_plots(tmp_path):
     assert (tmp_path / "a.png").stat().st_size > 1000 and (tmp_path / "b.png").stat().st_size > 1000
 
 
+def test_reproduce_torch_model_rows_without_bound(tmp_path):
+    """Rows of a torch model (benchmarks/reproduce_torch.py): empty bound columns are summarised as 'not
+    evaluated', never as '0 violations', and the bound plot skips them."""
+    from benchmarks.reproduce import claims_markdown, plot_bound, summarize
+
+    rows = [dict(_row("modal", "1", 0.9, 1.0, 1.0, samples=0, tight=""), bound="", measured_max=""),
+            dict(_row("h2", "1/4", 0.9, 0.25, 0.3, samples=0, tight=""), bound="", measured_max="")]
+    c = summarize(rows)
+    assert c["m"]["bound_holds"]["sequences"] == 0
+    md = claims_markdown(c, rows)
+    assert "not evaluated" in md and "violations" not in md
+    plot_bound(rows, tmp_path / "b.png")  # no point to draw, no error
+
+
 def test_reproduce_saturated_runs():
     from benchmarks.reproduce import _saturated_runs
 
