@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import NumericalAccuracyError
 from .gramian_factors import _realification, hammarling_factor
 from .systems import LQOSystem
 
@@ -54,6 +55,7 @@ MAX_FACTORED_ORDER = 3000  # real order of the error system above which the refi
 MAX_REFINED_ORDER = 1000  # real order above which the double-double residual step is skipped
 REFINEMENT_STEPS = 3  # residual steps of the correction (each gains a factor ~cond * eps)
 REFINE_DD_BELOW = 1e-14  # squared error relative to the cancelling terms below which it runs
+_DD_ROUNDING = 1e-26  # the refined value's rounding, relative to the cancelling terms (measured floor ~1e-31)
 
 
 def _dense(sys: LQOSystem) -> np.ndarray:
@@ -88,6 +90,10 @@ def h2_error_squared_factored(sys: LQOSystem, rom: LQOSystem) -> float | None:
     magnitude = np.sum((np.abs(G) @ np.abs(Z)) ** 2)  # size of the terms that cancel in G Z
     if total < REFINE_DD_BELOW * magnitude and n_e <= MAX_REFINED_ORDER:
         total = _refined(Ae, Be, Ce, dD, Z, sys.is_discrete, current)
+        if total < -_DD_ROUNDING * magnitude:
+            raise NumericalAccuracyError(f"the refined squared h2 error is {total:.3g} < 0 beyond rounding "
+                                         f"({_DD_ROUNDING:.0e} of the cancelling terms {magnitude:.3g})")
+        total = max(total, 0.0)  # equal systems: a few eps^2 of the cancelling terms either side of 0
     return float(total / 2 if complex_ else total)
 
 

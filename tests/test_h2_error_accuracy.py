@@ -83,6 +83,17 @@ def test_relative_accuracy_1e_6_down_to_errors_of_1e_12(convention, complex_, re
     assert ml.h2_error(full, rom) == pytest.approx(exact, rel=1e-6, abs=0)
 
 
+@pytest.mark.parametrize("discrete", [False, True])
+def test_equal_systems_have_error_zero(discrete):
+    """The refined value of an exactly zero error is a few eps^2 of the cancelling terms either side of 0:
+    reported as 0, never NaN (sqrt of a negative) — and an exactly similar ROM gives 0 or a rounding-level
+    value."""
+    kw = {"exact_similarity": True}
+    full, rom, _ = _pair(np.random.default_rng(5), 6, 2, discrete, False, 0.0, **kw)
+    assert ml.h2_error(full, full) == 0.0
+    assert 0.0 <= ml.h2_error(full, rom) <= 1e-14 * ml.h2_norm(full)
+
+
 def test_relative_accuracy_on_a_larger_system():
     """Order 60 + 5 against 60, true relative error 1e-11 (real continuous; the refinement is O(m^3))."""
     kw = {"exact_similarity": True}
