@@ -14,7 +14,18 @@ from __future__ import annotations
 import numpy as np
 
 from .constants import _NU_BOUNDS
-from .lag_gram import Blocked, LagMetric, diag_kernels, moments, pair_kernels, powers
+from .lag_gram import (
+    Blocked,
+    LagMetric,
+    block_sums,
+    combine,
+    derivative_moments,
+    diag_kernels,
+    moment_tables,
+    moments,
+    pair_kernels,
+    powers,
+)
 
 
 class GramProblem:
@@ -73,17 +84,47 @@ def _phi_coeffs(N: int, k: int):
 
 def evaluate(prob: GramProblem, s: np.ndarray, ridge: float, jac: bool = True):
     r"""Variable projection at log-poles s (N, k): residues c (N, 2k), objective f (N,) and, with ``jac``,
-    the Gauss–Newton matrix :math:`J^TJ` and gradient :math:`J^Tr` in (nu, theta), nu = log(-Re s)."""
+    the Gauss–Newton matrix :math:`J^TJ` and gradient :math:`J^Tr` in (nu, theta), nu = log(-Re s)
+    (else the state for :func:`jacobian`)."""
     N, k = s.shape
-    X0, X1, K = prob.kernels(s, jac)
-    K00 = K[0] if jac else K
+    lo, hi = moment_tables(s, prob.blk)
+    Y0 = block_sums(lo, prob.blk)
+    X0 = combine(hi, Y0)
+    sb = np.concatenate([s, s.conj()], axis=1)
+    Xb0 = np.concatenate([X0, X0.conj()], axis=1)
+    K00 = pair_kernels(s, X0[..., 1:], None, sb, Xb0[..., 1:], None, prob.r0, False)
     ip, gp = _phi_coeffs(N, k)
     G = _real(K00, gp, ip, gp, ip)
     g = (gp * X0[:, ip, 0]).real
     Kinv, alpha, c = _ridge_solve(G, g, ridge)
     f = prob.tau - np.sum(g * c, axis=1)
+    state = _State(s, lo, hi, Y0, X0, G, Kinv, alpha, c)
     if not jac:
-        return c, f, None, None
+        return c, f, state
+    return (c, f) + jacobian(prob, state)
+
+
+class _State:
+    """Arrays of one evaluation that the Jacobian reuses (rows selectable)."""
+
+    def __init__(self, *arrays):
+        self.arrays = arrays
+
+    def __getitem__(self, rows) -> _State:
+        return _State(*(a[rows] for a in self.arrays))
+
+
+def jacobian(prob: GramProblem, state: _State):
+    r""":math:`J^TJ` (N, 2k, 2k) and :math:`J^Tr` (N, 2k) of the Kaufman variable-projection Jacobian at an
+    evaluated point (``state`` from :func:`evaluate`)."""
+    s, lo, hi, Y0, X0, G, Kinv, alpha, c = state.arrays
+    N, k = s.shape
+    X1 = derivative_moments(lo, hi, Y0, prob.blk)
+    sb = np.concatenate([s, s.conj()], axis=1)
+    Xb0 = np.concatenate([X0, X0.conj()], axis=1)
+    Xb1 = np.concatenate([X1, X1.conj()], axis=1)
+    K = pair_kernels(s, X0[..., 1:], X1[..., 1:], sb, Xb0[..., 1:], Xb1[..., 1:], prob.r0, True)
+    ip, gp = _phi_coeffs(N, k)
     A, Bc = c[:, :k], c[:, k:]
     gD = np.concatenate([s.real * (A - 1j * Bc), Bc + 1j * A], axis=1)
     H = _real(K[2], gp, ip, gD, ip)  # Phi^T M D
@@ -92,11 +133,13 @@ def evaluate(prob: GramProblem, s: np.ndarray, ridge: float, jac: bool = True):
     KH = Kinv @ H
     JtJ = DD - 2 * np.swapaxes(H, 1, 2) @ KH + np.swapaxes(KH, 1, 2) @ G @ KH
     Jtr = -(DMe - alpha[:, None] * np.einsum("npq,np->nq", KH, c))
-    return c, f, JtJ, Jtr
+    return JtJ, Jtr
 
 
 def lm(prob: GramProblem, s: np.ndarray, iters: int, ridge: float, nu_lo: np.ndarray, ftol: float = 1e-7):
-    """Levenberg–Marquardt on the log-poles (the Gram form of ``finite_horizon._lm``); returns (s, c, f)."""
+    """Levenberg–Marquardt on the log-poles (the Gram form of ``finite_horizon._lm``); returns (s, c, f).
+
+    The Jacobian is formed only at accepted points."""
     N = prob.N
     k = s.shape[1]
     lo = nu_lo[:, None]
@@ -120,11 +163,14 @@ def lm(prob: GramProblem, s: np.ndarray, iters: int, ridge: float, nu_lo: np.nda
             step = -g[idx] / (dg + 1e-300)
         nu_n = np.clip(nu[idx] + step[:, :k], lo[idx], _NU_BOUNDS[1])
         th_n = np.mod(th[idx] + step[:, k:] + np.pi, 2 * np.pi) - np.pi  # same poles; keeps e^{s l} accurate
-        c_n, f_n, A_n, g_n = evaluate(prob.take(idx), -np.exp(nu_n) + 1j * th_n, ridge)
+        sub = prob.take(idx)
+        c_n, f_n, st = evaluate(sub, -np.exp(nu_n) + 1j * th_n, ridge, jac=False)
         ok = np.isfinite(f_n) & (f_n < f[idx])
         rel = (f[idx] - f_n) / np.maximum(f[idx], 1e-300)
         ii = idx[ok]
-        nu[ii], th[ii], c[ii], f[ii], A[ii], g[ii] = nu_n[ok], th_n[ok], c_n[ok], f_n[ok], A_n[ok], g_n[ok]
+        if ii.size:
+            A[ii], g[ii] = jacobian(sub.take(np.flatnonzero(ok)), st[ok])
+        nu[ii], th[ii], c[ii], f[ii] = nu_n[ok], th_n[ok], c_n[ok], f_n[ok]
         lam[idx] = np.where(ok, lam[idx] / 3.0, lam[idx] * 4.0)
         small = ok & (rel < ftol)
         stall[idx] = np.where(small | ~ok, stall[idx] + 1, 0)

@@ -152,18 +152,31 @@ def moments(s: np.ndarray, coef, deriv: bool = True):
     X0, X1 : ndarray, shape (N, k, c) complex (X1 None without ``deriv``)
     """
     b = coef if isinstance(coef, Blocked) else Blocked(coef)
-    N, k = s.shape
-    l1 = np.arange(b.m)
-    lo = np.exp(s[..., None] * l1)  # (N, k, m)
-    hi = np.exp(s[..., None] * (b.m * np.arange(b.nb)))  # (N, k, nb)
-    A = np.concatenate([lo, lo * l1], axis=1) if deriv else lo
-    Y = (np.matmul(np.ascontiguousarray(A.real), b.ct) + 1j * np.matmul(np.ascontiguousarray(A.imag), b.ct))
-    Y = Y.reshape(N, -1, b.nb, b.c)
-    X0 = np.matmul(hi[:, :, None, :], Y[:, :k])[:, :, 0]
-    if not deriv:
-        return X0, None
-    X1 = np.matmul((hi * (b.m * np.arange(b.nb)))[:, :, None, :], Y[:, :k])[:, :, 0]
-    return X0, X1 + np.matmul(hi[:, :, None, :], Y[:, k:])[:, :, 0]
+    lo, hi = moment_tables(s, b)
+    Y0 = block_sums(lo, b)
+    X0 = combine(hi, Y0)
+    return X0, (derivative_moments(lo, hi, Y0, b) if deriv else None)
+
+
+def moment_tables(s: np.ndarray, b: Blocked):
+    """The tables e^{s l1} (N, k, m) and e^{s m l0} (N, k, nb) of the split lags l = m l0 + l1."""
+    return np.exp(s[..., None] * np.arange(b.m)), np.exp(s[..., None] * (b.m * np.arange(b.nb)))
+
+
+def block_sums(A: np.ndarray, b: Blocked) -> np.ndarray:
+    """Per lag block l0: sum over l1 of A[..., l1] c[m l0 + l1], (N, k, nb, c) complex."""
+    Y = np.matmul(np.ascontiguousarray(A.real), b.ct) + 1j * np.matmul(np.ascontiguousarray(A.imag), b.ct)
+    return Y.reshape(A.shape[0], A.shape[1], b.nb, b.c)
+
+
+def combine(hi: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """sum over l0 of hi[..., l0] Y[..., l0, :], (N, k, c)."""
+    return np.matmul(hi[:, :, None, :], Y)[:, :, 0]
+
+
+def derivative_moments(lo, hi, Y0, b: Blocked) -> np.ndarray:
+    r""":math:`\sum_l l e^{s l} c_l` from the tables and the block sums Y0 of :func:`block_sums` (l = m l0 + l1)."""
+    return combine(hi * (b.m * np.arange(b.nb)), Y0) + combine(hi, block_sums(lo * np.arange(b.m), b))
 
 
 def _one_minus(sa: np.ndarray, sb: np.ndarray):
