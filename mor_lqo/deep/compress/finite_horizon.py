@@ -221,7 +221,8 @@ def fit_finite_horizon(t: np.ndarray, q: int, *, W: np.ndarray | None = None, in
     W : ndarray, shape (N, L, L), or LagMetric, optional
         Square roots of the lag weights (identity = plain finite-horizon h2), or the structured lag
         weights :class:`~mor_lqo.deep.compress.lag_gram.LagMetric` (their squares), fitted in Gram form
-        without L x L products (:mod:`~mor_lqo.deep.compress.finite_horizon_gram`).
+        without L x L products (:mod:`~mor_lqo.deep.compress.finite_horizon_gram`) when the horizon is
+        long against the number of sequences (:meth:`LagMetric.structured`), else by the dense route.
     init : ndarray, shape (N, n), optional
         Candidate poles (e.g. the original modes, |mu| < 1); the q with the largest finite-horizon
         contribution (``init_score``, default: their finite-horizon decay sums) also start a second LM
@@ -245,6 +246,8 @@ def fit_finite_horizon(t: np.ndarray, q: int, *, W: np.ndarray | None = None, in
     """
     t = np.asarray(t, np.float64)
     N, L = t.shape
+    if isinstance(W, LagMetric) and not W.structured():
+        W = W.sqrt()
     if isinstance(W, LagMetric) and N > _GRAM_ROWS:  # independent rows: bounded memory
         parts = [fit_finite_horizon(t[r], q, W=W[r], init=None if init is None else init[r],
                                     init_score=None if init_score is None else init_score[r], kappa=kappa,

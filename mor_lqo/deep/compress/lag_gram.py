@@ -76,11 +76,21 @@ class LagMetric:
         return (self.N, self.L, self.L)
 
     def dense(self) -> np.ndarray:
-        """The matrices :math:`M_h` (N, L, L) (tests, small L)."""
-        L = self.L
-        idx = np.arange(L)[:, None] - np.arange(L)[None, :]
-        T = np.where(idx >= 0, self.seq[:, :, np.clip(idx, 0, None)], 0.0)  # (N, S, L, L) lower Toeplitz
-        return np.einsum("nski,nskj->nij", T, T)
+        r"""The matrices :math:`M_h` (N, L, L), from the displacement :math:`M_{ij} - M_{i+1,j+1} =
+        \sum_\beta \tilde u_\beta[L-1-i]\,\tilde u_\beta[L-1-j]` (O(S L^2) per channel)."""
+        R = self.seq[:, :, ::-1]
+        D = np.matmul(np.swapaxes(R, 1, 2), R)
+        M = np.empty_like(D)
+        M[:, -1] = D[:, -1]
+        for i in range(self.L - 2, -1, -1):
+            M[:, i, :-1] = D[:, i, :-1] + M[:, i + 1, 1:]
+            M[:, i, -1] = D[:, i, -1]
+        return M
+
+    def structured(self) -> bool:
+        """Whether the Gram-form fit pays: horizons of at least 4 sequences per lag (else the dense weights of
+        :meth:`sqrt`, cheap at such short horizons, keep the better-conditioned dense route)."""
+        return self.L >= 4 * self.S
 
     def sqrt(self) -> np.ndarray:
         """Symmetric square roots (N, L, L) of :math:`M_h` (the weights of the dense route)."""
