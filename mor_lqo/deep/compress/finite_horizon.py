@@ -258,29 +258,8 @@ def fit_finite_horizon(t: np.ndarray, q: int, *, W: np.ndarray | None = None, in
             path = [tuple(np.concatenate([p[3][o][i] for p in parts]) for i in range(3)) for o in range(q)]
             return out + (path,)
         return out
-    nu_lo = np.full(N, _NU_BOUNDS[0])
-    if init is not None:  # no reduced pole slower than the slowest original mode of the row
-        a = np.abs(np.asarray(init, np.complex128))
-        ok = (a > 0) & (a < 1)
-        slow = np.where(ok, -np.log(np.where(ok, a, 0.5)), np.inf).min(axis=1)
-        nu_lo = np.where(np.isfinite(slow), np.log(np.maximum(slow, math.exp(_NU_BOUNDS[0]))), nu_lo)
+    nu_lo, s_rows, s_init = _init_poles(init, init_score, q, N, L)
     grid = _candidate_grid(L)
-    s_rows = None
-    s_init = None
-    if init is not None:
-        init = np.asarray(init, np.complex128)
-        ok = (np.abs(init) > 0) & (np.abs(init) < 1)
-        s_o = np.where(ok, np.log(np.where(ok, init, 0.5)), np.log(0.5))
-        s_o = np.where(s_o.imag < 0, np.conj(s_o), s_o)
-        s_o = s_o.real + 1j * np.maximum(s_o.imag, math.pi / (4 * L))
-        s_rows = s_o
-        if init.shape[1] >= q:
-            a = np.abs(init) ** 2
-            with np.errstate(divide="ignore", invalid="ignore"):
-                g = np.where(np.isclose(a, 1.0), float(L), (1 - a**L) / (1 - a))
-            score = np.where(ok, g if init_score is None else np.asarray(init_score, float), -1.0)
-            sel = np.argsort(-score, axis=1, kind="stable")[:, :q]
-            s_init = np.take_along_axis(s_o, sel, axis=1)
     fit = (_GramRoute if isinstance(W, LagMetric) else _DenseRoute)(t, W, grid, s_rows, ridge, nu_lo)
     s_cur = np.zeros((N, 0), np.complex128)
     path = []
@@ -358,6 +337,34 @@ class _GramRoute:
 
     def objective(self, s):
         return gram_evaluate(self.prob, s, self.ridge, jac=False)[1]
+
+
+def _init_poles(init, init_score, q: int, N: int, L: int):
+    """From the original poles ``init`` (N, n) or None: the lower bounds of the log decay rates (N,), the
+    candidate log-poles (N, n) and the q dominant ones that start the second LM run (or None)."""
+    nu_lo = np.full(N, _NU_BOUNDS[0])
+    if init is not None:  # no reduced pole slower than the slowest original mode of the row
+        a = np.abs(np.asarray(init, np.complex128))
+        ok = (a > 0) & (a < 1)
+        slow = np.where(ok, -np.log(np.where(ok, a, 0.5)), np.inf).min(axis=1)
+        nu_lo = np.where(np.isfinite(slow), np.log(np.maximum(slow, math.exp(_NU_BOUNDS[0]))), nu_lo)
+    s_rows = None
+    s_init = None
+    if init is not None:
+        init = np.asarray(init, np.complex128)
+        ok = (np.abs(init) > 0) & (np.abs(init) < 1)
+        s_o = np.where(ok, np.log(np.where(ok, init, 0.5)), np.log(0.5))
+        s_o = np.where(s_o.imag < 0, np.conj(s_o), s_o)
+        s_o = s_o.real + 1j * np.maximum(s_o.imag, math.pi / (4 * L))
+        s_rows = s_o
+        if init.shape[1] >= q:
+            a = np.abs(init) ** 2
+            with np.errstate(divide="ignore", invalid="ignore"):
+                g = np.where(np.isclose(a, 1.0), float(L), (1 - a**L) / (1 - a))
+            score = np.where(ok, g if init_score is None else np.asarray(init_score, float), -1.0)
+            sel = np.argsort(-score, axis=1, kind="stable")[:, :q]
+            s_init = np.take_along_axis(s_o, sel, axis=1)
+    return nu_lo, s_rows, s_init
 
 
 def _to_modes(s: np.ndarray, c: np.ndarray, kappa: float):
