@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from mor_lqo.adapters.block import HalfModes
-from mor_lqo.deep.compress import fit_finite_horizon, lag_metric, lag_weights
 from mor_lqo.deep.compress import finite_horizon as fh
 from mor_lqo.deep.compress import finite_horizon_gram as fg
+from mor_lqo.deep.compress import fit_finite_horizon, lag_metric, lag_weights
 from mor_lqo.deep.compress.lag_gram import Blocked, LagMetric, diag_kernels, moments, pair_kernels, powers
 from mor_lqo.deep.compress.unit_modes import _siso_kernels
 from mor_lqo.deep.compress.weights import _weighted_mode_scores
