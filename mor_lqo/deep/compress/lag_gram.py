@@ -54,12 +54,11 @@ class LagMetric:
     @classmethod
     def from_inputs(cls, U: np.ndarray, rho: float = DATA_RIDGE) -> LagMetric:
         r"""The weights of :func:`~mor_lqo.deep.compress.weights.lag_weights` (squared) from inputs U (B, L, H)."""
-        U = np.asarray(U, np.float64)
-        B_, L, H = U.shape
-        tr = np.einsum("bsh,s->h", U * U, (L - np.arange(L)) / L) / B_  # trace of the lag covariance / L
-        scale = 1.0 / np.sqrt(B_ * np.where(tr > 0, tr, 1.0))
+        B_, L, H = np.shape(U)
         seq = np.zeros((H, B_ + 1, L))
-        seq[:, :B_] = np.transpose(U, (2, 0, 1)) * scale[:, None, None]
+        seq[:, :B_] = np.transpose(np.asarray(U, np.float64), (2, 0, 1))  # contiguous: layout-independent sums
+        tr = (seq[:, :B_] ** 2).sum(axis=1) @ ((L - np.arange(L)) / L) / B_  # trace of the lag covariance / L
+        seq[:, :B_] *= (1.0 / np.sqrt(B_ * np.where(tr > 0, tr, 1.0)))[:, None, None]
         seq[:, B_, 0] = np.sqrt(rho)
         return cls(seq)
 
