@@ -254,10 +254,11 @@ def test_unit_circle_mode_too_many_for_the_order_is_named(tmp_path, capsys):
 def test_calibration_too_large_is_refused_before_allocation(monkeypatch):
     from mor_lqo.deep.compress import compress
 
-    monkeypatch.setattr("mor_lqo._files.available_memory", lambda: 32 << 20)  # pretend 32 MiB are free
+    monkeypatch.setattr("mor_lqo._files.available_memory", lambda: 512 << 10)  # pretend 512 KiB are free
     sd = s4d_sd(np.random.default_rng(3), H=4, M=(6,))
-    x = np.random.default_rng(0).standard_normal((2, 512)).astype(np.float32)  # 3*8*4*512^2 B = 24 MiB > 16
-    with pytest.raises(MemoryError, match=r"2 sequences of length 512 needs about 24\.\d MiB .*data weights 24 MiB"):
+    x = np.random.default_rng(0).standard_normal((2, 512)).astype(np.float32)
+    # forward 8*2*512*4*(3+6) B = 288 KiB, data weights 2*8*4*512*(2+3) B = 160 KiB: 448 KiB > 256 KiB
+    with pytest.raises(MemoryError, match=r"2 sequences of length 512 needs about 448 KiB .*data weights 160 KiB"):
         compress(sd, method="h2", order=4, inputs=x, progress=False)
 
 

@@ -31,7 +31,9 @@ parameter counts. Per-block work is a list of picklable tasks run through a
     Levenberg–Marquardt refinement and one exchange sweep. With calibration ``inputs`` the norm is
     **data weighted**: :math:`\|W_h^{1/2}(g_h - \hat g_h)\|^2` with the lag covariance :math:`W_h` of
     the channel's inputs on the original network (:func:`lag_weights`), i.e. the expected squared SSM
-    output error, plus a small identity part (:data:`DATA_RIDGE`). Without a length the
+    output error, plus a small identity part (:data:`DATA_RIDGE`); the fit works in Gram form on the
+    structured weights (:func:`lag_metric`: sums of convolution Gramians of the inputs, whose bilinear
+    forms on exponentials are closed form), never with an L x L matrix. Without a length the
     infinite-horizon :func:`~mor_lqo.reduction.gradient.h2_gradient_batch` is used. MIMO/LQO blocks
     use :func:`~mor_lqo.h2_gradient` (infinite horizon) from the (data-ranked) modal start and keep the
     better of start and result in the finite-horizon error; reduced quadratic readouts are projected
@@ -133,6 +135,7 @@ from .verify import (  # noqa: F401
 )
 from .weights import (  # noqa: F401
     _weighted_mode_scores,
+    lag_metric,
     lag_weights,
     lqo_mode_scores,
 )
@@ -146,6 +149,7 @@ __all__ = [
     "parse_ratio",
     "fit_finite_horizon",
     "fit_quadratic",
+    "lag_metric",
     "lag_weights",
     "lqo_mode_scores",
     "refit_readout",

@@ -8,6 +8,11 @@ import math
 import numpy as np
 
 from .constants import _NU_BOUNDS, FIT_RIDGE
+from .finite_horizon_gram import Candidates, GramProblem
+from .finite_horizon_gram import evaluate as gram_evaluate
+from .finite_horizon_gram import insert as gram_insert
+from .finite_horizon_gram import lm as gram_lm
+from .lag_gram import LagMetric
 
 
 def _powers(s: np.ndarray, L: int) -> np.ndarray:
@@ -213,8 +218,11 @@ def fit_finite_horizon(t: np.ndarray, q: int, *, W: np.ndarray | None = None, in
         Target kernels (without the feed-through D, which the reduced model keeps).
     q : int
         Number of conjugate pairs (real order 2q).
-    W : ndarray, shape (N, L, L), optional
-        Square roots of the lag weights (identity = plain finite-horizon h2).
+    W : ndarray, shape (N, L, L), or LagMetric, optional
+        Square roots of the lag weights (identity = plain finite-horizon h2), or the structured lag
+        weights :class:`~mor_lqo.deep.compress.lag_gram.LagMetric` (their squares), fitted in Gram form
+        without L x L products (:mod:`~mor_lqo.deep.compress.finite_horizon_gram`) when the horizon is
+        long against the number of sequences (:meth:`LagMetric.structured`), else by the dense route.
     init : ndarray, shape (N, n), optional
         Candidate poles (e.g. the original modes, |mu| < 1); the q with the largest finite-horizon
         contribution (``init_score``, default: their finite-horizon decay sums) also start a second LM
@@ -238,14 +246,108 @@ def fit_finite_horizon(t: np.ndarray, q: int, *, W: np.ndarray | None = None, in
     """
     t = np.asarray(t, np.float64)
     N, L = t.shape
-    tw = _weighted(W, t)
+    if isinstance(W, LagMetric) and not W.structured():
+        W = W.sqrt()
+    if isinstance(W, LagMetric) and N > _GRAM_ROWS:  # independent rows: bounded memory
+        parts = [fit_finite_horizon(t[r], q, W=W[r], init=None if init is None else init[r],
+                                    init_score=None if init_score is None else init_score[r], kappa=kappa,
+                                    iters=iters, ridge=ridge, return_path=return_path, sweep=sweep)
+                 for r in np.array_split(np.arange(N), -(-N // _GRAM_ROWS))]
+        out = tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
+        if return_path:
+            path = [tuple(np.concatenate([p[3][o][i] for p in parts]) for i in range(3)) for o in range(q)]
+            return out + (path,)
+        return out
+    nu_lo, s_rows, s_init = _init_poles(init, init_score, q, N, L)
+    grid = _candidate_grid(L)
+    fit = (_GramRoute if isinstance(W, LagMetric) else _DenseRoute)(t, W, grid, s_rows, ridge, nu_lo)
+    s_cur = np.zeros((N, 0), np.complex128)
+    path = []
+    f = fit.tau
+    c = np.zeros((N, 0))
+    for k in range(1, q + 1):
+        new = fit.insert(s_cur)
+        new = np.maximum(new.real, -np.exp(_NU_BOUNDS[1])) + 1j * new.imag
+        new = np.minimum(new.real, -np.exp(nu_lo)) + 1j * new.imag
+        s_cur = np.concatenate([s_cur, new[:, None]], axis=1)
+        s_cur, c, f = fit.lm(s_cur, iters if k == q else max(10, iters // 8))
+        if return_path:
+            path.append(_to_modes(s_cur, c, kappa) + (f.copy(),))
+    for j in range(q if q > 1 and sweep else 0):  # one exchange sweep: re-insert each pole given the others
+        rest = np.delete(s_cur, j, axis=1)
+        new = fit.insert(rest)
+        new = np.minimum(np.maximum(new.real, -np.exp(_NU_BOUNDS[1])), -np.exp(nu_lo)) + 1j * new.imag
+        s2, c2, f2 = fit.lm(np.concatenate([rest, new[:, None]], axis=1), max(10, iters // 8))
+        better = f2 < f * (1 - 1e-12)
+        s_cur = np.where(better[:, None], s2, s_cur)
+        c = np.where(better[:, None], c2, c)
+        f = np.where(better, f2, f)
+    if q > 1 and sweep:
+        s_cur, c, f = fit.lm(s_cur, iters)
+    if s_init is not None:  # never worse than the dominant-mode start: LM from it where it is better
+        rows = np.flatnonzero(fit.objective(s_init) < f)
+        s2, c2, f2 = s_cur.copy(), c.copy(), f.copy()
+        if rows.size:
+            s2[rows], c2[rows], f2[rows] = fit.lm(s_init[rows], iters, rows)
+        better = f2 < f
+        s_cur = np.where(better[:, None], s2, s_cur)
+        c = np.where(better[:, None], c2, c)
+        f = np.where(better, f2, f)
+        if return_path:
+            path[-1] = _to_modes(s_cur, c, kappa) + (f.copy(),)
+    lam, C = _to_modes(s_cur, c, kappa)
+    return (lam, C, f, path) if return_path else (lam, C, f)
+
+
+INSERT_RIDGE = 1e-7  # ridge of the projection in the Gram-form insertion (the dense route projects exactly)
+_GRAM_ROWS = 128  # rows per Gram-form fit (bounds the (rows, candidates, poles) kernel arrays)
+
+
+class _DenseRoute:
+    """The fit's operations with dense square-root weights W (N, L, L) (or none)."""
+
+    def __init__(self, t, W, grid, s_rows, ridge, nu_lo):
+        self.tw, self.W, self.ridge, self.nu_lo = _weighted(W, t), W, ridge, nu_lo
+        self.cset = _Candidates(grid, s_rows, W, *t.shape)
+        self.tau = np.sum(self.tw * self.tw, axis=1)
+
+    def insert(self, s_cur):
+        return _insert(self.tw, self.W, s_cur, self.cset)
+
+    def lm(self, s, iters, rows=slice(None)):
+        return _lm(self.tw[rows], s, None if self.W is None else self.W[rows], iters, self.ridge, self.nu_lo[rows])
+
+    def objective(self, s):
+        return _vp(_basis(s, self.tw.shape[1], self.W)[1], self.tw, self.ridge)[2]
+
+
+class _GramRoute:
+    """The fit's operations in Gram form under structured lag weights (:class:`LagMetric`)."""
+
+    def __init__(self, t, W, grid, s_rows, ridge, nu_lo):
+        self.prob, self.ridge, self.nu_lo = GramProblem(t, W), ridge, nu_lo
+        self.cset = Candidates(self.prob, grid, s_rows)
+        self.tau = self.prob.tau
+
+    def insert(self, s_cur):
+        return gram_insert(self.prob, s_cur, self.cset, INSERT_RIDGE)
+
+    def lm(self, s, iters, rows=slice(None)):
+        return gram_lm(self.prob.take(rows), s, iters, self.ridge, self.nu_lo[rows])
+
+    def objective(self, s):
+        return gram_evaluate(self.prob, s, self.ridge, jac=False)[1]
+
+
+def _init_poles(init, init_score, q: int, N: int, L: int):
+    """From the original poles ``init`` (N, n) or None: the lower bounds of the log decay rates (N,), the
+    candidate log-poles (N, n) and the q dominant ones that start the second LM run (or None)."""
     nu_lo = np.full(N, _NU_BOUNDS[0])
     if init is not None:  # no reduced pole slower than the slowest original mode of the row
         a = np.abs(np.asarray(init, np.complex128))
         ok = (a > 0) & (a < 1)
         slow = np.where(ok, -np.log(np.where(ok, a, 0.5)), np.inf).min(axis=1)
         nu_lo = np.where(np.isfinite(slow), np.log(np.maximum(slow, math.exp(_NU_BOUNDS[0]))), nu_lo)
-    grid = _candidate_grid(L)
     s_rows = None
     s_init = None
     if init is not None:
@@ -262,46 +364,7 @@ def fit_finite_horizon(t: np.ndarray, q: int, *, W: np.ndarray | None = None, in
             score = np.where(ok, g if init_score is None else np.asarray(init_score, float), -1.0)
             sel = np.argsort(-score, axis=1, kind="stable")[:, :q]
             s_init = np.take_along_axis(s_o, sel, axis=1)
-    cset = _Candidates(grid, s_rows, W, N, L)
-    s_cur = np.zeros((N, 0), np.complex128)
-    path = []
-    f = np.sum(tw * tw, axis=1)
-    c = np.zeros((N, 0))
-    for k in range(1, q + 1):
-        new = _insert(tw, W, s_cur, cset)
-        new = np.maximum(new.real, -np.exp(_NU_BOUNDS[1])) + 1j * new.imag
-        new = np.minimum(new.real, -np.exp(nu_lo)) + 1j * new.imag
-        s_cur = np.concatenate([s_cur, new[:, None]], axis=1)
-        s_cur, c, f = _lm(tw, s_cur, W, iters if k == q else max(10, iters // 8), ridge, nu_lo)
-        if return_path:
-            path.append(_to_modes(s_cur, c, kappa) + (f.copy(),))
-    for j in range(q if q > 1 and sweep else 0):  # one exchange sweep: re-insert each pole given the others
-        rest = np.delete(s_cur, j, axis=1)
-        new = _insert(tw, W, rest, cset)
-        new = np.minimum(np.maximum(new.real, -np.exp(_NU_BOUNDS[1])), -np.exp(nu_lo)) + 1j * new.imag
-        s2, c2, f2 = _lm(tw, np.concatenate([rest, new[:, None]], axis=1), W, max(10, iters // 8), ridge, nu_lo)
-        better = f2 < f * (1 - 1e-12)
-        s_cur = np.where(better[:, None], s2, s_cur)
-        c = np.where(better[:, None], c2, c)
-        f = np.where(better, f2, f)
-    if q > 1 and sweep:
-        s_cur, c, f = _lm(tw, s_cur, W, iters, ridge, nu_lo)
-    if s_init is not None:  # never worse than the dominant-mode start: LM from it where it is better
-        _, Phi0 = _basis(s_init, L, W)
-        f0 = _vp(Phi0, tw, ridge)[2]
-        rows = np.flatnonzero(f0 < f)
-        s2, c2, f2 = s_cur.copy(), c.copy(), f.copy()
-        if rows.size:
-            s2[rows], c2[rows], f2[rows] = _lm(tw[rows], s_init[rows], None if W is None else W[rows], iters,
-                                               ridge, nu_lo[rows])
-        better = f2 < f
-        s_cur = np.where(better[:, None], s2, s_cur)
-        c = np.where(better[:, None], c2, c)
-        f = np.where(better, f2, f)
-        if return_path:
-            path[-1] = _to_modes(s_cur, c, kappa) + (f.copy(),)
-    lam, C = _to_modes(s_cur, c, kappa)
-    return (lam, C, f, path) if return_path else (lam, C, f)
+    return nu_lo, s_rows, s_init
 
 
 def _to_modes(s: np.ndarray, c: np.ndarray, kappa: float):

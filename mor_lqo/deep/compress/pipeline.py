@@ -28,7 +28,7 @@ from .constants import WRITEBACK_RTOL, CompressionError
 from .recorded import check_layer_inputs, readout_sequences, recorded_calibration
 from .tasks import _block_tasks, _collect, _reduce_task, _resolve_executor, _work
 from .verify import _flat_input, _like, _reference_model, _verify_block
-from .weights import lag_weights, lqo_mode_scores
+from .weights import lag_metric, lqo_mode_scores
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ def calibrate(method: str, net: Network, rho: float) -> tuple[dict[str, np.ndarr
     _, trace = net.ref.forward(net.x_cal, return_layer_inputs=True)
     for i, (b, tr) in enumerate(zip(net.blocks, trace)):
         if isinstance(net.ref, S4DModel) and method != "bound":
-            weights[b.name] = lag_weights(tr["input"], rho)
+            weights[b.name] = lag_metric(tr["input"], rho)
         elif isinstance(net.ref, LQOModel):
             scores[b.name] = [lqo_mode_scores(net.ref, i, tr["input"])]
             inputs[b.name] = tr["input"]
@@ -169,15 +169,15 @@ def _check_calibration_memory(net: Network, method: str) -> None:
     """Refuse, before allocating, a calibration pass that cannot fit in memory.
 
     The recorded forward pass keeps, per layer, the block input, SSM output and layer output
-    (batch, L, H) in float64 plus FFT temporaries; per-channel data weights need three (H, L, L) arrays per
-    layer (the lag covariance, its eigenvectors and its square root).
+    (batch, L, H) in float64 plus FFT temporaries; the structured per-channel data weights hold about
+    2 (batch + 3) numbers per channel and lag.
     """
     from ..._files import available_memory, format_bytes
 
     B, L = int(net.x_cal.shape[0]), int(net.x_cal.shape[1])
     H = max(b.m for b in net.lti)
     forward = 8 * B * L * H * (3 * len(net.blocks) + 6)
-    weights = (max(3 * 8 * len(b.units) * L * L for b in net.lti)
+    weights = (max(2 * 8 * len(b.units) * L * (B + 3) for b in net.lti)
                if isinstance(net.ref, S4DModel) and method != "bound" else 0)
     avail = available_memory()
     if avail is not None and forward + weights > avail // 2:
@@ -188,11 +188,12 @@ def _check_calibration_memory(net: Network, method: str) -> None:
 
 
 def _check_recorded_memory(net: Network) -> None:
-    """Refuse per-channel data weights (three (H, L, L) float64 arrays per block) that cannot fit."""
+    """Refuse per-channel data weights (about 2 (batch + 3) float64 numbers per channel and lag) that cannot fit."""
     from ..._files import available_memory, format_bytes
 
     L = int(net.length)
-    need = max((3 * 8 * len(b.units) * L * L for b in net.lti if b.name in net.recorded), default=0)
+    need = max((2 * 8 * len(b.units) * L * (net.recorded[b.name].shape[0] + 3) for b in net.lti
+                if b.name in net.recorded), default=0)
     avail = available_memory()
     if avail is not None and need > avail // 2:
         raise MemoryError(f"data weights over L = {L} lags need about {format_bytes(need)}, more than half of the "

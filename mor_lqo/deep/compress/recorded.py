@@ -22,7 +22,7 @@ import numpy as np
 
 from ...adapters.block import Block, HalfModes, Unit
 from .constants import CompressionError
-from .weights import lag_weights
+from .weights import lag_metric
 
 __all__ = ["check_layer_inputs", "recorded_mode_scores", "recorded_calibration", "quadratic_energy",
            "readout_sequences"]
@@ -150,7 +150,7 @@ def recorded_calibration(blocks: Sequence[Block], layer_inputs: Mapping[str, np.
             continue
         if _siso_units(b) and method in ("h2", "modal"):
             channels = np.array([int(u.inputs[0]) for u in b.units])
-            weights[b.name] = lag_weights(U[:, :, channels], rho)
+            weights[b.name] = lag_metric(U[:, :, channels], rho)
         elif not _siso_units(b):
             sc = [_unit_scores(u, U) for u in b.units]
             if all(s is not None for s in sc):

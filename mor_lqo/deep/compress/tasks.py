@@ -333,7 +333,7 @@ def _block_tasks(block: Block, r: int, method: str, length, weights, n_chunks: i
 
 def _work(blocks, method, length: int | None = None) -> float:
     """Rough cost of the reductions (decides whether a process pool pays off): units x order^2, times the
-    horizon's share for the finite-horizon fits (their Gram matrices are L x L)."""
+    horizon's share for the finite-horizon fits (their moments are sums over L lags)."""
     w = sum(len(b.units) * b.order**2 for b in blocks)
     if method in ("h2", "bound") and length:
         w *= max(1.0, length / 16)

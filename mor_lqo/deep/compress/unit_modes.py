@@ -12,6 +12,7 @@ import numpy as np
 from ...adapters.block import HalfModes
 from ...errors import MorLqoError
 from ...gramians import MARGINAL
+from .lag_gram import powers
 
 
 def _siso_arrays(modes: Sequence[HalfModes]):
@@ -35,7 +36,10 @@ def _siso_kernels(modes: Sequence[HalfModes], L: int, with_d: bool = False) -> n
     for i, hm in enumerate(modes):
         lam[i, : hm.n] = hm.lam
         cb[i, : hm.n] = hm.C[0] * hm.B[:, 0] * hm.kappa
-    K = np.einsum("nk,nkl->nl", cb, np.power(lam[:, :, None], np.arange(L))).real
+    zero = lam == 0
+    P = powers(np.log(np.where(zero, 1.0, lam)), L)  # lam^l by two small exp tables (complex power is slow)
+    P[zero] = np.arange(L) == 0
+    K = np.einsum("nk,nkl->nl", cb, P).real
     if with_d:
         K[:, 0] += np.array([hm.D[0, 0] for hm in modes])
     return K

@@ -10,16 +10,44 @@ from ...adapters.block import HalfModes
 from ..models import LQOModel
 from .constants import DATA_RIDGE
 from .finite_horizon import _weighted
+from .lag_gram import LagMetric, diag_kernels, moments
 from .unit_modes import _siso_arrays
 
 
-def _weighted_mode_scores(modes: Sequence[HalfModes], W: np.ndarray, L: int) -> np.ndarray:
-    """Data-weighted energy ||W_h k_{h,a}||^2 of every mode's kernel (N, n) (SISO channels)."""
+def _weighted_mode_scores(modes: Sequence[HalfModes], W, L: int) -> np.ndarray:
+    """Data-weighted energy ||W_h k_{h,a}||^2 of every mode's kernel (N, n) (SISO channels); W dense square
+    roots (N, L, L) or a :class:`~mor_lqo.deep.compress.lag_gram.LagMetric`."""
     lam, B, C = _siso_arrays(modes)
     kap = modes[0].kappa
+    if isinstance(W, LagMetric):
+        return _metric_mode_scores(lam, kap * C * B, W)
     K = kap * (C * B)[:, :, None] * np.power(lam[:, :, None], np.arange(L))  # (N, n, L) complex
     Kr = _weighted(W, np.moveaxis(K.real, 1, 2))  # (N, L, n)
     return np.sum(Kr * Kr, axis=1)
+
+
+def _metric_mode_scores(lam: np.ndarray, gam: np.ndarray, metric: LagMetric) -> np.ndarray:
+    r""":math:`k^T M k` of the kernels :math:`k[l] = \mathrm{Re}(\gamma\lambda^l)` (N, n) in closed form
+    (:func:`~mor_lqo.deep.compress.lag_gram.diag_kernels`); modes at 0 or on the unit circle (where the
+    closed form divides by :math:`1 - |\lambda|^2`) by FFT convolutions."""
+    a2 = np.abs(lam) ** 2
+    bad = (a2 == 0) | (np.abs(a2 - 1.0) < 1e-8)
+    s = np.log(np.where(bad, 0.5, lam).astype(np.complex128))
+    coef = metric.coef()
+    X0 = moments(s, coef, deriv=False)[0]
+    Kd, Kc = diag_kernels(s, X0, metric.acf[:, 0])
+    score = 0.5 * (gam * gam * Kd + np.abs(gam) ** 2 * Kc).real
+    for n, a in zip(*np.nonzero(bad)):
+        k = (gam[n, a] * np.power(lam[n, a], np.arange(metric.L))).real
+        score[n, a] = k @ metric[n].apply(k[None])[0]
+    return score
+
+
+def lag_metric(U: np.ndarray, rho: float = DATA_RIDGE) -> LagMetric:
+    r"""The lag weights of :func:`lag_weights` in structured form (their squares
+    :math:`W_h/(\mathrm{tr}\,W_h/L) + \rho I` as sums of convolution Gramians of the inputs, O(B L) memory per
+    channel), for the Gram-form fits of :func:`~mor_lqo.deep.compress.finite_horizon.fit_finite_horizon`."""
+    return LagMetric.from_inputs(U, rho)
 
 
 def lqo_mode_scores(model: LQOModel, i: int, U: np.ndarray) -> np.ndarray:
