@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.upstream_families import accuracy
+from benchmarks.upstream_families import accuracy, load_data
 
 OUT = Path(__file__).resolve().parent / "results"
 RATIOS = ("1/2", "1/4", "1/8", "1/16")
@@ -163,12 +163,8 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     import torch
 
-    from mor_lqo.deep import generate_mnist1d
-
     torch.set_num_threads(1)
-    raw = generate_mnist1d(seed=42)
-    data = {k: torch.from_numpy(np.asarray(raw[k], np.float32)[:, :, None]) for k in ("x", "x_test")}
-    data.update(y=torch.from_numpy(raw["y"]).long(), y_test=torch.from_numpy(raw["y_test"]).long())
+    data = load_data()
     out_path = OUT / "upstream_mamba.json"
     results = json.loads(out_path.read_text()) if out_path.is_file() else {}
     for family in args.families.split(","):
