@@ -149,16 +149,19 @@ def sweep(family: str, model, data) -> list[dict]:
     return rows
 
 
-def table(rows: list[dict]) -> str:
-    fam = rows[0]["family"]
-    lines = [f"**{fam}** (accuracy before {rows[0].get('acc_before', float('nan')):.1f} %; cell: accuracy % "
-             "(trainable parameters kept %), seconds)", "", "| ratio | " + " | ".join(METHODS) + " |",
-             "|---|" + "---:|" * len(METHODS)]
+def table(rows: list[dict], cols=METHODS, error_cell: str | None = None) -> str:
+    """Markdown table of one family's sweep rows (columns ``cols``; a failed cell shows ``error_cell`` or
+    the start of its error message)."""
+    ok = [r for r in rows if "acc_before" in r]
+    acc0 = ok[0]["acc_before"] if ok else float("nan")
+    lines = [f"**{rows[0]['family']}** (accuracy before {acc0:.1f} %; cell: accuracy % "
+             "(trainable parameters kept %), seconds)", "", "| ratio | " + " | ".join(cols) + " |",
+             "|---|" + "---:|" * len(cols)]
     for ratio in RATIOS:
         cells = []
-        for m in METHODS:
+        for m in cols:
             r = next(x for x in rows if x["method"] == m and x["ratio"] == ratio)
-            cells.append(r["error"][:40] if "error" in r else
+            cells.append((error_cell or r["error"][:40]) if "error" in r else
                          f"{r['acc_after']:.1f} ({100 * r['params_after'] / r['params_before']:.0f} %), "
                          f"{r['seconds']:.1f} s")
         lines.append(f"| {ratio} | " + " | ".join(cells) + " |")

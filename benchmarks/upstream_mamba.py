@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.upstream_families import accuracy, load_data
+from benchmarks.upstream_families import table as families_table
 
 OUT = Path(__file__).resolve().parent / "results"
 RATIOS = ("1/2", "1/4", "1/8", "1/16")
@@ -141,19 +142,7 @@ def sweep(family: str, model, data) -> list[dict]:
 
 def table(rows: list[dict]) -> str:
     cols = [m for m in (*SELECTIONS, *METHODS) if any(r["method"] == m for r in rows)]
-    ok = [r for r in rows if "acc_before" in r]
-    lines = [f"**{rows[0]['family']}** (accuracy before {ok[0]['acc_before']:.1f} %; cell: accuracy % "
-             "(trainable parameters kept %), seconds)", "", "| ratio | " + " | ".join(cols) + " |",
-             "|---|" + "---:|" * len(cols)]
-    for ratio in RATIOS:
-        cells = []
-        for m in cols:
-            r = next(x for x in rows if x["method"] == m and x["ratio"] == ratio)
-            cells.append("refused" if "error" in r else
-                         f"{r['acc_after']:.1f} ({100 * r['params_after'] / r['params_before']:.0f} %), "
-                         f"{r['seconds']:.1f} s")
-        lines.append(f"| {ratio} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return families_table(rows, cols, error_cell="refused")
 
 
 def main(argv=None) -> None:

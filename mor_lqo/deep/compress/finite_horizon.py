@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from .constants import _NU_BOUNDS, FIT_RIDGE
-from .finite_horizon_gram import Candidates, GramProblem
+from .finite_horizon_gram import Candidates, GramProblem, pair_gain
 from .finite_horizon_gram import evaluate as gram_evaluate
 from .finite_horizon_gram import insert as gram_insert
 from .finite_horizon_gram import lm as gram_lm
@@ -184,14 +184,7 @@ def _insert(t, W, s_cur, cands: _Candidates):
                 A = np.einsum("nlk,ngla->ngka", Q, Phi, optimize=True)
                 gram = gram - np.einsum("ngka,ngkb->ngab", A, A)
             csn = cs
-        g11, g12, g22 = gram[..., 0, 0], gram[..., 0, 1], gram[..., 1, 1]
-        reg = 1e-10 * np.abs(g11 + g22) + 1e-300
-        g11, g22 = g11 + reg, g22 + reg
-        det = g11 * g22 - g12 * g12
-        v1, v2 = v[..., 0], v[..., 1]
-        with np.errstate(divide="ignore", invalid="ignore"):  # v^T G^{-1} v of the 2 x 2 Gram matrices
-            gain = (g22 * v1 * v1 - 2 * g12 * v1 * v2 + g11 * v2 * v2) / det
-        gain = np.where(np.isfinite(gain) & (det > 0), gain, -np.inf)
+        gain = pair_gain(gram[..., 0, 0], gram[..., 0, 1], gram[..., 1, 1], v[..., 0], v[..., 1])
         j = np.argmax(gain, axis=1)
         gb = gain[rows, j]
         upd = gb > best

@@ -58,6 +58,17 @@ class GramProblem:
         return X0, X1, K
 
 
+def pair_gain(g11, g12, g22, v1, v2) -> np.ndarray:
+    r"""Insertion gains :math:`v^T G^{-1} v` of 2 x 2 Gram matrices ``[[g11, g12], [g12, g22]]`` (arrays of
+    one shape), each regularised by 1e-10 of its trace; ``-inf`` where G is not positive definite."""
+    reg = 1e-10 * np.abs(g11 + g22) + 1e-300
+    g11, g22 = g11 + reg, g22 + reg
+    det = g11 * g22 - g12 * g12
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gain = (g22 * v1 * v1 - 2 * g12 * v1 * v2 + g11 * v2 * v2) / det
+    return np.where(np.isfinite(gain) & (det > 0), gain, -np.inf)
+
+
 def _real(K: np.ndarray, gp: np.ndarray, ip: np.ndarray, gq: np.ndarray, iq: np.ndarray) -> np.ndarray:
     r"""Real Gram matrix of the columns :math:`\mathrm{Re}(g_p\phi_{i_p})`, :math:`\mathrm{Re}(g_q\psi_{i_q})`
     from the kernels K (N, k, 2k) against [poles, conjugate poles]."""
@@ -223,12 +234,7 @@ def insert(prob: GramProblem, s_cur: np.ndarray, cands: Candidates, ridge: float
             g11 = g11 - np.sum(Hr * KHr, axis=1)
             g22 = g22 - np.sum(Hi * KHi, axis=1)
             g12 = g12 - np.sum(Hr * KHi, axis=1)
-        reg = 1e-10 * np.abs(g11 + g22) + 1e-300
-        g11, g22 = g11 + reg, g22 + reg
-        det = g11 * g22 - g12 * g12
-        with np.errstate(divide="ignore", invalid="ignore"):
-            gain = (g22 * v1 * v1 - 2 * g12 * v1 * v2 + g11 * v2 * v2) / det
-        gain = np.where(np.isfinite(gain) & (det > 0), gain, -np.inf)
+        gain = pair_gain(g11, g12, g22, v1, v2)
         j = np.argmax(gain, axis=1)
         gb = gain[rows, j]
         upd = gb > best
