@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+from dataclasses import replace
 from fractions import Fraction
 
 import numpy as np
@@ -175,6 +176,33 @@ def test_refit_readout_exact_and_never_worse(rng):
     assert np.all(np.linalg.eigvalsh(fit.M) >= -1e-9 * np.abs(fit.M).max())
 
 
+
+@pytest.mark.parametrize("kappa", [1.0, 2.0])
+def test_linear_readout_normal_equations_match_the_markov_least_squares(rng, kappa):
+    """The closed-form normal equations equal F^T F and F^T Y of the explicit Markov-parameter design (L m
+    rows), and the readout solves the explicit least-squares problem: same residual to 1e-10 relative."""
+    from mor_lqo.deep.compress.quadratic_fit import linear_readout_normal_equations
+
+    n, q, m, p, L = 9, 4, 3, 2, 40
+    lam = 0.93 * np.exp(1j * rng.uniform(-3, 3, n)) * rng.uniform(0.5, 1.0, n)
+    full = HalfModes(lam=lam, B=rng.standard_normal((n, m)) + 1j * rng.standard_normal((n, m)),
+                     C=rng.standard_normal((p, n)) + 1j * rng.standard_normal((p, n)), D=np.zeros((p, m)),
+                     kappa=kappa)
+    red = replace(full.select([0, 2, 5, 7]), B=rng.standard_normal((q, m)) + 1j * rng.standard_normal((q, m)))
+    pw = full.lam[:, None] ** np.arange(L)
+    Y = (kappa * np.einsum("jp,pl,pm->lmj", full.C, pw, full.B).real).reshape(-1, p)
+    G = (red.lam[:, None] ** np.arange(L))[:, :, None] * red.B[:, None, :]  # (q, L, m)
+    F = kappa * np.concatenate([G.real, -G.imag], axis=0).reshape(2 * q, -1).T
+    A, b = linear_readout_normal_equations(full, red, L)
+    assert np.allclose(A, F.T @ F, rtol=1e-12, atol=1e-12 * np.abs(A).max())
+    assert np.allclose(b, F.T @ Y, rtol=1e-12, atol=1e-12 * np.abs(b).max())
+    th = np.linalg.lstsq(F, Y, rcond=None)[0]
+    fit = refit_readout(full, red, L)
+    th_fit = np.concatenate([fit.C.T.real, fit.C.T.imag])
+    res_ls, res_fit = np.linalg.norm(F @ th - Y), np.linalg.norm(F @ th_fit - Y)
+    assert res_fit <= res_ls * (1 + 1e-10)
+    assert np.allclose(th_fit, th, rtol=1e-7, atol=1e-9 * np.abs(th).max())
+
 # ---------------------------------------------------------------------------------------------
 # the pipeline
 # ---------------------------------------------------------------------------------------------
@@ -231,6 +259,26 @@ def test_all_methods_lqo(lqo_model, method, rng):
     b = output_error_bound(lqo_model, res.model, inputs=x)
     assert np.all(b.measured <= b.per_sample + 1e-9)
 
+
+
+@pytest.mark.parametrize("which", ["s4d", "lqo"])
+def test_bound_method_keeps_the_candidate_with_the_smallest_bound(s4d_model, lqo_model, which, rng):
+    """The bound method reduces every candidate allocation with the data-weighted h2 fit and keeps the one
+    whose a-posteriori bound (mean over the calibration inputs) is smallest; the reported value is the bound
+    of the model it writes, recomputed independently by output_error_bound, and the budget is respected."""
+    model = s4d_model if which == "s4d" else lqo_model
+    x = rng.standard_normal((16, 20))
+    res = compress(model, method="bound", ratio=0.5, inputs=x, progress=False, executor="serial")
+    al = res.allocation
+    assert {"uniform", "first-order bound"} <= set(al["candidates"])
+    means = {k: v["mean_bound"] for k, v in al["candidates"].items()}
+    assert al["chosen"] == min(means, key=means.get)
+    assert [lay["order_after"] for lay in res.layers] == al["candidates"][al["chosen"]]["orders"]
+    b = output_error_bound(model, res.model, inputs=x)
+    assert np.mean(b.per_sample) == pytest.approx(means[al["chosen"]], rel=1e-4)
+    assert b.value == pytest.approx(al["value"], rel=1e-4)
+    assert res.params["ssm"]["after"] <= al["budget"] + 1e-9 and al["spent"] <= al["budget"] + 1e-9
+    assert res.summary()["allocation"]["chosen"] == al["chosen"]
 
 def test_h2_is_better_than_modal_on_data(s4d_model, rng):
     x = np.cumsum(rng.standard_normal((32, 30)), axis=1) / 5

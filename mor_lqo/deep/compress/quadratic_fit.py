@@ -119,22 +119,62 @@ def _rom_to_modes(rom, full: HalfModes, kappa: float, sign: int, rank: int | Non
     return replace(hm, M=M)
 
 
+def linear_readout_normal_equations(full: HalfModes, red: HalfModes, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    r"""Normal equations :math:`(F^TF,\; F^TY)` of the finite-horizon linear readout fit, in closed form.
+
+    With :math:`G_{(l,m),i} = \hat\lambda_i^l \hat B_{im}` (l < L) the reduced Markov parameters are
+    :math:`\hat h_1(l) = \hat\kappa\,\mathrm{Re}(G\hat C^T)`, so :math:`F = \hat\kappa[\mathrm{Re}\,G,
+    -\mathrm{Im}\,G]` acts on :math:`\theta = [\mathrm{Re}\,\hat C^T; \mathrm{Im}\,\hat C^T]` and Y holds
+    the full unit's Markov parameters :math:`h_1(l)_{jm} = \kappa\,\mathrm{Re}(C\Lambda^l B)_{jm}`. The sums
+    over (l, m) are finite-horizon Cauchy matrices: with :math:`P = (\hat B\hat B^H)\odot K(\hat\lambda,
+    \hat\lambda)` and :math:`S = (\hat B\hat B^T)\odot K(\hat\lambda, \bar{\hat\lambda})`,
+    :math:`K(a, b)_{ik} = \sum_{l<L}(a_i\bar b_k)^l`,
+
+    .. math::
+
+        F^TF = \tfrac{\hat\kappa^2}{2}\begin{bmatrix}\mathrm{Re}(S + P) & \mathrm{Im}(P - S)\\
+              \mathrm{Im}(P - S)^T & \mathrm{Re}(P - S)\end{bmatrix},\qquad
+        G^TY = \tfrac{\kappa}{2}\big[((\hat B B^T)\odot K(\hat\lambda, \bar\lambda))C^T
+              + ((\hat B B^H)\odot K(\hat\lambda, \lambda))C^H\big],
+
+    :math:`F^TY = \hat\kappa[\mathrm{Re}\,G^TY; -\mathrm{Im}\,G^TY]`: O(q(q + n)m + qnp) work instead of
+    the O(L m (n + q) p) of forming the Markov parameters.
+
+    Returns
+    -------
+    A : ndarray, shape (2q, 2q)
+    b : ndarray, shape (2q, p)
+    """
+    L = int(horizon)
+    P = (red.B @ red.B.conj().T) * _cauchy(red.lam, red.lam, L)
+    S = (red.B @ red.B.T) * _cauchy(red.lam, red.lam.conj(), L)
+    A = 0.5 * red.kappa**2 * np.block([[np.real(S + P), np.imag(P - S)], [np.imag(P - S).T, np.real(P - S)]])
+    GY = 0.5 * full.kappa * (((red.B @ full.B.T) * _cauchy(red.lam, full.lam.conj(), L)) @ full.C.T
+                             + ((red.B @ full.B.conj().T) * _cauchy(red.lam, full.lam, L)) @ full.C.conj().T)
+    return 0.5 * (A + A.T), red.kappa * np.concatenate([GY.real, -GY.imag], axis=0)
+
+
+def _solve_normal(A: np.ndarray, b: np.ndarray, rcond: float = 1e-14) -> np.ndarray:
+    """Minimum-norm solution of symmetric PSD normal equations, Jacobi-scaled, eigenvalues below ``rcond``
+    times the largest (of the scaled matrix) dropped."""
+    d = np.sqrt(np.clip(np.diag(A), 1e-300, None))
+    w, V = np.linalg.eigh(A / d[:, None] / d[None, :])
+    keep = w > rcond * max(float(w[-1]), 1e-300)
+    Vk = V[:, keep]
+    return (Vk @ ((Vk.T @ (b / d[:, None])) / w[keep][:, None])) / d[:, None]
+
+
 def refit_readout(full: HalfModes, red: HalfModes, horizon: int, rank: int | None = None) -> HalfModes:
     r"""Finite-horizon h2-optimal readouts for fixed reduced poles and input matrix (MIMO blocks).
 
     :math:`\hat C` minimises :math:`\sum_{i<L}\|h_1(i) - \hat h_1(i)\|_F^2` of the real linear Markov
-    parameters (least squares, shared design over the outputs); :math:`\hat M_j` minimises the
-    finite-horizon quadratic-kernel error (:func:`fit_quadratic`) and is then projected onto PSD matrices
-    of rank ≤ ``rank`` (the layout's factor); beyond ``QUAD_REFIT_MAX_MODES`` modes ``red``'s
-    :math:`\hat M_j` is kept.
+    parameters (least squares, shared design over the outputs, solved from its closed-form normal equations
+    :func:`linear_readout_normal_equations`); :math:`\hat M_j` minimises the finite-horizon quadratic-kernel
+    error (:func:`fit_quadratic`) and is then projected onto PSD matrices of rank ≤ ``rank`` (the layout's
+    factor); beyond ``QUAD_REFIT_MAX_MODES`` modes ``red``'s :math:`\hat M_j` is kept.
     """
     L = int(horizon)
-    pw = np.power(full.lam[:, None], np.arange(L))
-    h = full.kappa * np.einsum("jp,pl,pm->ljm", full.C, pw, full.B, optimize=True).real  # (L, p, m)
-    G = np.power(red.lam[:, None], np.arange(L))[:, :, None] * red.B[:, None, :]  # (q, L, m)
-    F = red.kappa * np.concatenate([G.real, -G.imag], axis=0).reshape(2 * red.n, -1).T  # (L m, 2q)
-    Y = h.transpose(0, 2, 1).reshape(-1, h.shape[1])  # (L m, p)
-    th = np.linalg.lstsq(F, Y, rcond=1e-10)[0]
+    th = _solve_normal(*linear_readout_normal_equations(full, red, L))
     out = replace(red, C=(th[: red.n] + 1j * th[red.n :]).T)
     if full.M is not None and red.n <= QUAD_REFIT_MAX_MODES:
         M, _ = _psd_project(fit_quadratic(full, out, horizon=L), rank)

@@ -20,6 +20,7 @@ from .constants import DATA_FIT_ITERS, DATA_RIDGE
 from .finite_horizon import fit_finite_horizon
 from .quadratic_fit import _rom_to_modes, refit_readout
 from .unit_modes import (
+    _error_L,
     _is_siso_batch,
     _select_by_score,
     _siso_arrays,
@@ -253,8 +254,7 @@ def _mimo_h2_candidate(hm: HalfModes, r: int, dt: float, start: HalfModes, rank,
     kappa, sign = layout
     if L is not None:
         refit = refit_readout(hm, start, L, rank)
-        if _unit_errors([hm], [refit], [dt], L)["h2_error_L"][0] <= _unit_errors([hm], [start], [dt], L)[
-                "h2_error_L"][0]:
+        if _error_L(hm, refit, dt, L) <= _error_L(hm, start, dt, L):
             start = refit
             notes.append(f"modal start with finite-horizon (L={L}) h2-optimal readouts C, M")
     try:
@@ -267,8 +267,8 @@ def _mimo_h2_candidate(hm: HalfModes, r: int, dt: float, start: HalfModes, rank,
         notes.append(f"h2_gradient failed ({exc}); modal start kept")
         return start
     if L is not None:
-        e0 = _unit_errors([hm], [start], [dt], L)["h2_error_L"][0]
-        e1 = _unit_errors([hm], [red], [dt], L)["h2_error_L"][0]
+        e0 = _error_L(hm, start, dt, L)
+        e1 = _error_L(hm, red, dt, L)
         if not e1 <= e0:
             notes.append("h2_gradient did not lower the finite-horizon error; modal start kept")
             return start

@@ -140,6 +140,16 @@ def _unit_errors(full: Sequence[HalfModes], red: Sequence[HalfModes], dts, L: in
     return {"h2_error": e_inf, "h2_norm": n_inf, "h2_error_L": e_L, "h2_norm_L": n_L}
 
 
+def _error_L(full: HalfModes, red: HalfModes, dt: float, L: int) -> float:
+    """Finite-horizon (L lags) h2 error of one unit's real map: ``_unit_errors(...)["h2_error_L"]`` without
+    the infinite-horizon errors and norms it also computes (dense for MIMO/LQO units)."""
+    if all(hm.m == 1 and hm.p == 1 and hm.M is None for hm in (full, red)):
+        return float(_unit_errors([full], [red], [dt], L)["h2_error_L"][0])
+    from ..bound import lqo_block_h2_error_totals
+
+    return math.hypot(*lqo_block_h2_error_totals(_params(full), _params(red), L))
+
+
 def _params(hm: HalfModes) -> dict:
     """HalfModes in the ``ssm_params`` format of :mod:`mor_lqo.deep.bound`."""
     return {"Lambda_bar": hm.lam, "B_bar": hm.B, "C": hm.C, "D": hm.D, "M": hm.M, "kappa": hm.kappa}

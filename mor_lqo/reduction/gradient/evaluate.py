@@ -70,18 +70,18 @@ def _eval_diag(fa: _FullArrays, lay: _Layout, mu_f, logmu_f, B_f, Ch, Mh, grad: 
         "npk,npk->n", np.conj(C_f), CX).real
     M_f = _m_full(lay, Mh)
     if M_f is not None:
-        MX = np.einsum("njab,nbc->njac", fa.M, X)
-        XMX = np.einsum("nar,njac->njrc", np.conj(X), MX)
-        PM = np.einsum("nab,njbc->njac", Ph, M_f)
+        MX = fa.M @ X[:, None]  # (N, p, n, r); matmul (BLAS) rather than einsum throughout
+        XMX = _H(X)[:, None] @ MX
+        PM = Ph[:, None] @ M_f
         J = J + fa.nf_quad + np.einsum("njab,njba->n", PM, PM).real - 2 * np.einsum(
             "njrc,njcr->n", XMX, M_f).real
     if not grad:
         return J, Ch, None
-    R = np.einsum("npi,npk->nik", np.conj(fa.C), C_f)
-    Rt = np.einsum("npi,npk->nik", np.conj(C_f), C_f)
+    R = _H(fa.C) @ C_f
+    Rt = _H(C_f) @ C_f
     if M_f is not None:
-        R = R + 2 * np.einsum("njac,njcd->nad", MX, M_f)
-        Rt = Rt + 2 * np.einsum("njab,njbd->nad", M_f, PM)
+        R = R + 2 * np.sum(MX @ M_f, axis=1)
+        Rt = Rt + 2 * np.sum(M_f @ PM, axis=1)
     Y = -R * np.conj(Kx)
     Qt = Rt * np.conj(Kr)
     Yc = np.conj(Y)
@@ -89,7 +89,7 @@ def _eval_diag(fa: _FullArrays, lay: _Layout, mu_f, logmu_f, B_f, Ch, Mh, grad: 
         g_mu = 2 * (np.einsum("nkj,nj,njk->nk", Qt, mu_f, Ph) + np.einsum("nik,ni,nik->nk", Yc, fa.lam, X))
     else:
         g_mu = 2 * (np.einsum("nkj,njk->nk", Qt, Ph) + np.einsum("nik,nik->nk", Yc, X))
-    g_B = 2 * (Qt @ B_f + np.einsum("nik,nim->nkm", Yc, fa.B))
+    g_B = 2 * (Qt @ B_f + _H(Y) @ fa.B)
     g_C = 2 * (CP - CX)
     g_M = None
     if M_f is not None:
