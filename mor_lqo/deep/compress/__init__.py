@@ -39,14 +39,16 @@ parameter counts. Per-block work is a list of picklable tasks run through a
     better of start and result in the finite-horizon error; reduced quadratic readouts are projected
     onto PSD matrices of the layout's rank R (the ``U`` factor).
 ``"bound"`` (paper A)
-    Choose per-layer orders under a parameter budget by greedily minimising the first-order form of
-    the output-error bound of :mod:`mor_lqo.deep.bound` (largest bound decrease per parameter), over
-    finite-horizon h2-optimal candidates of every layer (the unweighted fits: the bound measures
-    channel errors in the plain finite-horizon h2 norm), then refine the blocks on the layer-weighted
-    objective :math:`\sum_l w_l J_l` (:math:`w_l` = the bound's layer weights) — jointly with
-    :func:`~mor_lqo.reduction.gradient.h2_gradient_joint` for LQO blocks; for per-channel layouts the
-    weighted objective separates over channels (disjoint parameters), so the refinement is the
-    per-channel finite-horizon fit itself. Needs calibration inputs and a reference model.
+    Minimise the output-error bound of :mod:`mor_lqo.deep.bound` over the split of a parameter budget
+    across layers: candidate allocations — uniform orders, the greedy minimiser of the bound's first-order
+    form (largest decrease per parameter, over finite-horizon candidates of every layer) and, for MIMO/LQO
+    layers, the data allocation — are each reduced block by block with the ``"h2"`` data-weighted fit (which
+    minimises each layer's injected output error on the calibration trajectories, the leading term of the
+    a-posteriori bound), and the candidate with the smallest a-posteriori bound (mean over the calibration
+    inputs) is kept (``CompressionResult.allocation``). With the budget fixed, the first-order bound
+    :math:`\sum_l w_l e_l` separates over layers, so its joint minimisation over the blocks' parameters is
+    the per-layer h2 minimisation; the coupling between layers is the split of the budget. Needs
+    calibration inputs and a reference model.
 
 Orders are *real* orders per unit (per channel for S4/S4D, per layer for S5/LRU/LQO), i.e. twice the
 number of stored complex modes; the layouts store conjugate pairs, so orders are even.
@@ -56,7 +58,6 @@ from __future__ import annotations
 
 from .allocation import (  # noqa: F401
     _bound_method,
-    _refine_joint,
 )
 from .api import (  # noqa: F401
     CompressionResult,

@@ -1,28 +1,29 @@
-"""The bound method (paper A): per-layer orders chosen under a parameter budget by the first-order form of
-the output-error bound, then the layer-weighted joint refinement."""
+"""The bound method (paper A): per-layer orders chosen under a parameter budget by the output-error bound.
+
+Candidate allocations of the budget — uniform orders, the greedy minimiser of the first-order form of the
+bound (docs/bound.md §6) and, for MIMO/LQO layers with recorded inputs, the data allocation — are each
+reduced block by block with the data-weighted finite-horizon h2 fit (the method ``"h2"``, which minimises
+each layer's injected output error on the calibration trajectories: the leading term of Theorems 2–3), and
+the candidate with the smallest a-posteriori bound (Theorems 1–3, mean over the calibration sequences) is
+kept. Uniform orders come first, so a tie keeps them.
+"""
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
-from ...adapters.registry import family
 from ..executor import run_tasks
 from ..models import S4DModel
-from .budget import _layer_params, cost_full_ok
-from .quadratic_fit import _rom_to_modes, refit_readout
+from .budget import _layer_params, _uniform_for_budget, cost_full_ok
 from .tasks import _block_tasks, _collect, _ladder_task, _reduce_task
-from .unit_modes import _siso_kernels, _unit_errors
 
 
-def _bound_method(ref, blocks, x_cal, budget, pm, ex, progress, options, scores):
-    from ..bound import BoundEvaluator
-
-    ev = BoundEvaluator(ref, inputs=x_cal)
+def _first_order_orders(ev, blocks, budget, pm, ex, progress, options, scores) -> tuple[dict[str, int], float]:
+    """Greedy minimiser of the first-order bound (``ev.propagate(..., linear=True)``, max over the calibration
+    sequences) over per-block orders within ``budget``, on modal / finite-horizon ladders of candidate orders.
+    Returns ``(real orders per block, first-order bound value)``."""
     L = ev.L
-    siso = isinstance(ref, S4DModel)
-    # candidate orders: all even orders up to 16, then a geometric ladder
+    siso = isinstance(ev.model, S4DModel)
     # candidate orders: even orders up to 16, then a geometric ladder, capped at 4x the budget's average
     per_total = sum(pm[b.name][1] for b in blocks)
     k_avg = max(1.0, (budget - sum(pm[b.name][0] for b in blocks)) / max(per_total, 1e-300))
@@ -78,79 +79,61 @@ def _bound_method(ref, blocks, x_cal, budget, pm, ex, progress, options, scores)
         _, name, c, value, dc = best
         cur[name] = c
         spent += dc
-    orders = dict(cur)
-    res_bound = ev.evaluate(None, [b.name for b in blocks], terms=[terms[(b.name, orders[b.name])] for b in blocks])
-    weights = {b.name: lb.weight for b, lb in zip(blocks, res_bound.layers)}  # first-order layer weights
-    # refinement at the chosen orders
-    results = {}
-    if siso:
-        rtasks = []
-        for b in blocks:
-            rtasks += _block_tasks(b, orders[b.name], "h2", L, None, 1, options)
-        outs = run_tasks(_reduce_task, rtasks, ex, progress, desc="mor-lqo bound: refine")
-        results = _collect(rtasks, outs)
-        # never worse than the ladder candidate (finite-horizon error per channel)
-        for b in blocks:
-            res = results[b.name]
-            lad = ladders[b.name][orders[b.name]]
-            e_lad = np.linalg.norm(_siso_kernels([u.modes for u in b.units], L) - _siso_kernels(lad, L), axis=1)
-            worse = res["h2_error_L"] > e_lad
-            if np.any(worse):
-                res["modes"] = [lad[j] if w else m_ for j, (w, m_) in enumerate(zip(worse, res["modes"]))]
-                errs = _unit_errors([u.modes for u in b.units], res["modes"], [u.system.dt for u in b.units], L)
-                res.update(errs)
-    else:
-        results = _refine_joint(blocks, orders, ladders, weights, L, options)
-    info = {"orders": orders, "value": res_bound.value, "linearised": value, "weights": weights,
-            "budget": budget, "spent": spent}
+    return dict(cur), value
+
+
+def _bound_candidates(ev, blocks, budget, pm, ex, progress, options, scores, inputs) -> dict[str, dict[str, int]]:
+    """Candidate allocations ``{name: real orders per block}``: uniform, first-order bound, data (if any)."""
+    cands = {"uniform": _uniform_for_budget(budget, blocks, pm)}
+    cands["first-order bound"], _ = _first_order_orders(ev, blocks, budget, pm, ex, progress, options, scores)
+    if inputs and not isinstance(ev.model, S4DModel):
+        from .data_allocation import data_orders
+        from .recorded import readout_sequences
+
+        modes = {b.name: b.units[0].modes for b in blocks if len(b.units) == 1 and b.units[0].modes is not None}
+        rec = {k: v[: readout_sequences(v)] for k, v in inputs.items()}
+        data = data_orders(blocks, modes, rec, cands["uniform"], pm, [])
+        if data != cands["uniform"]:
+            cands["data"] = data
+    return cands
+
+
+def _bound_method(ref, blocks, x_cal, budget, pm, ex, progress, options, scores, weights=None, inputs=None,
+                  n_chunks: int = 1):
+    """Orders and reduced blocks of the bound method (module docstring): ``(orders, results, info)``."""
+    from ..bound import BoundEvaluator
+    from .recorded import readout_sequences
+
+    ev = BoundEvaluator(ref, inputs=x_cal)
+    siso = isinstance(ref, S4DModel)
+    cands = _bound_candidates(ev, blocks, budget, pm, ex, progress, options, scores, inputs)
+    weights, inputs = weights or {}, inputs or {}
+    pairs = sorted({(b.name, o[b.name]) for o in cands.values() for b in blocks if o[b.name] < b.order})
+    tasks, keys = [], []
+    for b in blocks:
+        rec = inputs.get(b.name)
+        rec = None if rec is None else rec[: readout_sequences(rec)]
+        for name, r in pairs:
+            if name == b.name:
+                t = _block_tasks(b, r, "h2", ev.L, weights.get(b.name), n_chunks, options, scores.get(b.name), rec)
+                tasks += t
+                keys += [(b.name, r)] * len(t)
+    outs = run_tasks(_reduce_task, tasks, ex, progress, desc="mor-lqo bound: h2 candidates")
+    reduced = {k: _collect([t for t, kk in zip(tasks, keys) if kk == k], [o for o, kk in zip(outs, keys) if kk == k]
+                           )[k[0]] for k in pairs}
+    scored = {}
+    for cname, orders in cands.items():
+        params = [_layer_params(reduced[(b.name, orders[b.name])]["modes"] if orders[b.name] < b.order
+                                else [u.modes for u in b.units], siso) for b in blocks]
+        res = ev.evaluate(params, [b.name for b in blocks])
+        scored[cname] = (float(np.mean(res.per_sample)), res)
+    best = min(scored, key=lambda k: scored[k][0])  # dicts keep insertion order: a tie keeps "uniform"
+    orders, res_bound = cands[best], scored[best][1]
+    results = {b.name: reduced[(b.name, orders[b.name])] for b in blocks if orders[b.name] < b.order}
+    info = {"orders": orders, "value": res_bound.value, "chosen": best, "budget": budget,
+            "spent": sum(pm[b.name][0] + pm[b.name][1] * (orders[b.name] // 2) for b in blocks),
+            "weights": {b.name: lb.weight for b, lb in zip(blocks, res_bound.layers)},
+            "candidates": {k: {"orders": [cands[k][b.name] for b in blocks], "mean_bound": v[0],
+                               "max_bound": v[1].value} for k, v in scored.items()}}
     return orders, results, info
 
-
-def _refine_joint(blocks, orders, ladders, weights, L, options) -> dict:
-    """Joint L-BFGS refinement of MIMO/LQO blocks on sum_l w_l J_l (h2_gradient_joint)."""
-    from ...reduction.gradient import H2Objective, h2_gradient_joint
-
-    objs, inits, idx = [], [], []
-    for b in blocks:
-        r = orders[b.name]
-        (u,) = b.units
-        if r >= b.order:
-            continue
-        hm0 = refit_readout(u.modes, ladders[b.name][r][0], L, b.meta.get("R"))
-        if _unit_errors([u.modes], [hm0], [u.system.dt], L)["h2_error_L"][0] <= _unit_errors(
-                [u.modes], [ladders[b.name][r][0]], [u.system.dt], L)["h2_error_L"][0]:
-            ladders[b.name][r] = [hm0]
-        hm0 = ladders[b.name][r][0]
-        w = max(float(weights.get(b.name, 1.0)), 1e-12)
-        objs.append(H2Objective(u.system, r, weight=w))
-        inits.append(hm0.system(dt=u.system.dt))
-        idx.append(b)
-    results = {}
-    if objs:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            roms, _info = h2_gradient_joint(objs, inits, tol=options.get("tol", 1e-7),
-                                            maxiter=options.get("maxiter", 40))
-    else:
-        roms = []
-    for b in blocks:
-        (u,) = b.units
-        fam = family(b.arch)
-        notes: list[str] = []
-        if b in idx:
-            rom = roms[idx.index(b)]
-            hm = _rom_to_modes(rom, u.modes, fam.kappa(b), fam.sign(b), b.meta.get("R"), L, notes)
-            # never worse than the modal start (finite-horizon error)
-            e_new = _unit_errors([u.modes], [hm], [u.system.dt], L)
-            start = ladders[b.name][orders[b.name]][0]
-            e_old = _unit_errors([u.modes], [start], [u.system.dt], L)
-            if not e_new["h2_error_L"][0] <= e_old["h2_error_L"][0]:
-                hm, errs = start, e_old
-                notes.append("joint refinement did not lower the finite-horizon error; modal candidate kept")
-            else:
-                errs = e_new
-        else:
-            hm = u.modes
-            errs = _unit_errors([u.modes], [hm], [u.system.dt], L)
-        results[b.name] = {"modes": [hm], "notes": notes, **errs}
-    return results

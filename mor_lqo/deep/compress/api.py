@@ -48,6 +48,11 @@ class CompressionResult:
         Seconds per phase.
     notes : list of str
         Everything the caller should know (fallbacks, projections).
+    allocation : dict or None
+        Bound method only: ``orders`` (real order per block), ``chosen`` (the candidate allocation kept),
+        ``value`` (its a-posteriori bound, max over the calibration inputs), ``budget``/``spent`` (SSM
+        parameters) and ``candidates`` (``{name: {"orders", "mean_bound", "max_bound"}}`` for "uniform",
+        "first-order bound" and, for MIMO/LQO layers, "data").
     """
 
     state_dict: Mapping
@@ -58,6 +63,7 @@ class CompressionResult:
     length: int | None = None
     timings: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    allocation: dict | None = None
 
     @property
     def state_ratio(self) -> float:
@@ -73,7 +79,7 @@ class CompressionResult:
 
         return {"method": self.method, "length": self.length, "params": self.params,
                 "state_ratio": self.state_ratio, "layers": [clean(x) for x in self.layers],
-                "timings": self.timings, "notes": list(self.notes)}
+                "timings": self.timings, "notes": list(self.notes), "allocation": self.allocation}
 
 
 def compress(model_or_state_dict, method: str = DEFAULT_METHOD, ratio=None, order=None, budget=None, *,
@@ -170,4 +176,6 @@ def compress(model_or_state_dict, method: str = DEFAULT_METHOD, ratio=None, orde
     timings["total"] = time.perf_counter() - t_start
     out.timings = timings
     out.notes += alloc_notes + closing_notes(method, net, bound_info, bool(weights))
+    if bound_info is not None:
+        out.allocation = {k: v for k, v in bound_info.items() if k != "weights"}
     return out

@@ -134,7 +134,7 @@ def calibrate(method: str, net: Network, rho: float) -> tuple[dict[str, np.ndarr
     _check_calibration_memory(net, method)
     _, trace = net.ref.forward(net.x_cal, return_layer_inputs=True)
     for i, (b, tr) in enumerate(zip(net.blocks, trace)):
-        if isinstance(net.ref, S4DModel) and method != "bound":
+        if isinstance(net.ref, S4DModel):
             weights[b.name] = lag_metric(tr["input"], rho)
         elif isinstance(net.ref, LQOModel):
             scores[b.name] = [lqo_mode_scores(net.ref, i, tr["input"])]
@@ -177,8 +177,7 @@ def _check_calibration_memory(net: Network, method: str) -> None:
     B, L = int(net.x_cal.shape[0]), int(net.x_cal.shape[1])
     H = max(b.m for b in net.lti)
     forward = 8 * B * L * H * (3 * len(net.blocks) + 6)
-    weights = (max(2 * 8 * len(b.units) * L * (B + 3) for b in net.lti)
-               if isinstance(net.ref, S4DModel) and method != "bound" else 0)
+    weights = max(2 * 8 * len(b.units) * L * (B + 3) for b in net.lti) if isinstance(net.ref, S4DModel) else 0
     avail = available_memory()
     if avail is not None and forward + weights > avail // 2:
         raise MemoryError(f"calibration with {B} sequences of length {L} needs about "
@@ -213,7 +212,8 @@ def reduce_blocks(method: str, net: Network, plan: OrderPlan, weights, scores, e
     try:
         if method == "bound":
             orders, results, bound_info = _bound_method(net.ref, net.lti, net.x_cal, plan.budget,
-                                                        plan.param_models, ex, progress, options, scores)
+                                                        plan.param_models, ex, progress, options, scores,
+                                                        weights, inputs, n_chunks)
             failed = False
             return results, bound_info
         tasks = []
@@ -311,7 +311,9 @@ def closing_notes(method: str, net: Network, bound_info: dict | None, weighted: 
     """Notes on the bound allocation and on the horizon the per-channel fits controlled."""
     notes = []
     if bound_info is not None:
-        notes.append(f"bound allocation: orders {bound_info['orders']}, bound {bound_info['value']:.4g}")
+        cands = "; ".join(f"{k} {v['orders']}: {v['mean_bound']:.4g}" for k, v in bound_info["candidates"].items())
+        notes.append(f"bound allocation: orders {bound_info['orders']} ({bound_info['chosen']}), bound "
+                     f"{bound_info['value']:.4g}; mean bound on the calibration inputs per candidate: {cands}")
     if net.length is not None and method in ("h2", "bound") and any(len(b.units) > 1 for b in net.lti):
         notes.append(f"per-channel blocks were fitted in the finite-horizon h2 norm over the first {net.length} "
                      "lags" + (" (weighted by the calibration inputs)" if weighted else "")
