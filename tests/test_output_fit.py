@@ -126,6 +126,31 @@ def test_fit_lowers_the_error_keeps_poles_stable_and_quadratic_readout_psd(quad)
             assert np.sum(w > 1e-10 * w.max()) <= 2
 
 
+
+def test_fit_stops_when_progress_stalls_and_returns_its_best_iterate(monkeypatch):
+    """With stall=(k, r) the fit stops once the best J has fallen by less than the fraction r over k
+    iterations: fewer gradient evaluations than the unstalled run, J the best value evaluated, the rule's
+    condition met at the stop."""
+    full = _unit(16, n=8, quad=False)
+    prob = of.make_problem(full, _inputs(17, N=10, L=20))
+    start = of.data_balanced_start(full, prob, 3)
+    seen = []
+    grad = of.output_error_gradient
+
+    def counted(theta, p, shape):
+        J, g = grad(theta, p, shape)
+        seen.append(J)
+        return J, g
+
+    monkeypatch.setattr(of, "output_error_gradient", counted)
+    _, J_free = of.fit_outputs(full, start, prob, iters=150, stall=None)
+    n_free = len(seen)
+    seen.clear()
+    _, J_stall = of.fit_outputs(full, start, prob, iters=150, stall=(3, 0.05))
+    assert 0 < len(seen) < n_free
+    assert J_stall == pytest.approx(min(seen), rel=1e-12)
+    assert J_free <= J_stall < of.output_error(start, prob)
+
 def test_fit_never_returns_worse_than_its_start():
     """A start that is already the full unit (zero error) comes back unchanged in error."""
     full = _unit(14, n=4, quad=True)

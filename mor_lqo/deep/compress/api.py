@@ -126,7 +126,8 @@ def compress(model_or_state_dict, method: str = DEFAULT_METHOD, ratio=None, orde
         Show a tqdm progress bar (stderr).
     options : mapping, optional
         Method options (``iters`` for the finite-horizon fit, ``tol``/``maxiter`` for the gradient
-        reducers, ``rho`` for the data weights, ``data_iters`` for the data-weighted fit of MIMO/LQO
+        reducers, ``rho`` for the data weights, ``data_iters`` (200) and ``data_stall`` ((20, 1e-3): stop once J
+        fell by less than 0.1 % over 20 iterations; None: never) for the data-weighted fit of MIMO/LQO
         blocks, ``allocate``: ``"uniform"`` (default) or ``"data"`` — with ``"h2"`` and calibration data
         on a model of MIMO/LQO blocks only, the same parameter budget split over the blocks by
         :mod:`~mor_lqo.deep.compress.data_allocation`).

@@ -338,20 +338,49 @@ def data_balanced_start(full: HalfModes, prob: OutputFitProblem, q: int) -> Half
     return best_readout(red, prob)
 
 
+class _Stalled(Exception):
+    """Raised by the L-BFGS callback when the relative progress of J has stalled."""
+
+
 def fit_outputs(full: HalfModes, start: HalfModes, prob: OutputFitProblem, rank: int | None = None,
-                iters: int = 300, tol: float = 1e-10) -> tuple[HalfModes, float]:
+                iters: int = 300, tol: float = 1e-10, stall: tuple[int, float] | None = (20, 1e-3)
+                ) -> tuple[HalfModes, float]:
     r"""Minimise :math:`J` over :math:`(\hat\lambda, \hat B, \hat C, \hat U)` from ``start`` (L-BFGS, exact
-    gradients). Returns ``(reduced unit, J)``; the start itself if the optimiser does not lower :math:`J`."""
+    gradients). Returns ``(reduced unit, J)``; the start itself if the optimiser does not lower :math:`J`.
+
+    ``stall = (k, r)``: stop once the best :math:`J` has decreased by less than the fraction r over the last
+    k iterations (the relative output error then changes by less than about r/2; L-BFGS-B's own ``ftol`` is an
+    absolute test for :math:`J < 1`, which the normalised J always is). None: only ``iters`` and ``tol``.
+    """
     from scipy.optimize import minimize
 
     R = 0 if full.M is None else int(rank if rank is not None else start.n)
     shape = (start.n, start.m, start.p, R)
     theta0 = _to_theta(start, R)
     j0 = output_error(_from_theta(theta0, start, R), prob)
-    res = minimize(output_error_gradient, theta0, args=(prob, shape), jac=True, method="L-BFGS-B",
-                   options={"maxiter": int(iters), "ftol": tol, "gtol": 1e-12})
-    best = _from_theta(res.x, start, R)
-    j1 = output_error(best, prob)
+    best = [np.inf, theta0]
+    history: list[float] = []
+
+    def fun(theta):
+        J, g = output_error_gradient(theta, prob, shape)
+        if J < best[0]:
+            best[0], best[1] = J, theta.copy()
+        return J, g
+
+    def callback(_xk):
+        history.append(best[0])
+        if stall is not None and len(history) > stall[0]:
+            old = history[-1 - stall[0]]
+            if old - history[-1] <= stall[1] * old:
+                raise _Stalled
+
+    try:
+        minimize(fun, theta0, jac=True, method="L-BFGS-B", callback=callback,
+                 options={"maxiter": int(iters), "ftol": tol, "gtol": 1e-12})
+    except _Stalled:
+        pass
+    fit = _from_theta(best[1], start, R)
+    j1 = output_error(fit, prob)
     if not np.isfinite(j1) or j1 > j0:
         return _from_theta(theta0, start, R), j0
-    return best, j1
+    return fit, j1

@@ -16,7 +16,7 @@ from ...adapters.reduce import check_modal_ranking, modal_reducer, within_slots
 from ...adapters.registry import family
 from ...errors import MorLqoError, OrderError
 from ..executor import as_executor, available_cores, make_executor
-from .constants import DATA_FIT_ITERS, DATA_RIDGE
+from .constants import DATA_FIT_ITERS, DATA_FIT_STALL, DATA_RIDGE
 from .finite_horizon import fit_finite_horizon
 from .quadratic_fit import _rom_to_modes, refit_readout
 from .unit_modes import (
@@ -237,7 +237,7 @@ def _data_fit(hm: HalfModes, q: int, cands: dict, prob, rank, opts: dict, notes:
     best, err = cands[name], errs[name]
     iters = int(opts.get("data_iters", DATA_FIT_ITERS))
     if iters > 0:
-        best, err = fit_outputs(hm, best, prob, rank, iters=iters)
+        best, err = fit_outputs(hm, best, prob, rank, iters=iters, stall=opts.get("data_stall", DATA_FIT_STALL))
     silent = replace(hm.select([0]), C=0 * hm.C[:, :1], M=None if hm.M is None else 0 * hm.M[:, :1, :1])
     zero = max(output_error(silent, prob), 1e-300)
     notes.append(f"data-weighted fit on the recorded inputs from the {name} start (relative output error on the "
