@@ -21,7 +21,7 @@ import numpy as np
 
 OUT = Path(__file__).resolve().parent / "results"
 RATIOS = ("1/2", "1/4", "1/8", "1/16")
-METHODS = ("modal", "bt", "h2")
+METHODS = ("modal", "bt", "irka", "h2")
 H = {"s5": 32, "lru": 32, "s4d": 32}
 STATE = {"s5": 64, "lru": 64, "s4d": 64}
 EPOCHS = {"s5": 20, "lru": 4, "s4d": 20}  # s5: P (complex), lru: state features, s4d: d_state (real)
@@ -125,12 +125,12 @@ def train(family: str, data, epochs: int):
     return model, time.perf_counter() - t0
 
 
-def sweep(family: str, model, data) -> list[dict]:
+def sweep(family: str, model, data, methods=METHODS) -> list[dict]:
     import mor_lqo.torch as mt
 
     xc, xt, yt = data["x"][:256], data["x_test"], data["y_test"]
     rows = []
-    for method in METHODS:
+    for method in methods:
         for ratio in RATIOS:
             t0 = time.perf_counter()
             try:
@@ -172,7 +172,10 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--families", default="s4d,s5,lru")
     ap.add_argument("--epochs", type=int, default=None, help="default: 20 (s4d, s5), 4 (lru: a Python loop per step)")
+    ap.add_argument("--methods", default=",".join(METHODS),
+                    help="methods to run; the other methods' rows of a family are kept from the JSON")
     args = ap.parse_args(argv)
+    methods = args.methods.split(",")
     import torch
 
     torch.set_num_threads(1)
@@ -181,8 +184,12 @@ def main(argv=None) -> None:
     results = json.loads(out_path.read_text()) if out_path.is_file() else {}
     for family in args.families.split(","):
         model, t_train = train(family, data, args.epochs or EPOCHS[family])
-        rows = sweep(family, model, data)
-        results[family] = {"train_seconds": t_train, "rows": rows}
+        rows = sweep(family, model, data, methods)
+        old = results.get(family, {})
+        rows = [r for r in old.get("rows", []) if r["method"] not in methods] + rows
+        rows.sort(key=lambda r: METHODS.index(r["method"]) if r["method"] in METHODS else len(METHODS))
+        results[family] = {"train_seconds": t_train if t_train is not None else old.get("train_seconds"),
+                           "rows": rows}
         print(table(rows), "\n", flush=True)
         out_path.write_text(json.dumps(results, indent=1))
 
