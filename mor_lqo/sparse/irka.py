@@ -43,7 +43,7 @@ from ..errors import ConvergenceWarning, InvalidArgumentError, ProjectionBreakdo
 from ..reduction.irka import shifts_from_poles
 from ..reduction.result import ReductionResult
 from ..systems import LQOSystem
-from .accel import iterate
+from .accel import iterate, residue_change
 from .balanced import balanced_truncation, orthonormal_basis
 from .gramians import DEFAULT_TOL
 from .lradi import _initial_shifts
@@ -206,7 +206,8 @@ def irka(sys, r: int, *, init="surrogate", tol: float = 1e-6, maxit: int = 50, m
     init : {"surrogate", "logspace"}, array of r shifts, or LQOSystem
         Start (module docstring).
     tol : float
-        Stop when the relative change of the shifts (after sorting) is below ``tol``.
+        Stop when, under one plain step, the relative change of the shifts (after sorting) and that of
+        the modal residues (:func:`~mor_lqo.sparse.accel.residue_change`) are below ``tol``.
     maxit : int
         Maximal number of sparse iterations (each costs one factorisation per shift or conjugate pair).
     method : {"auto", "dense", "lowrank"}
@@ -223,7 +224,7 @@ def irka(sys, r: int, *, init="surrogate", tol: float = 1e-6, maxit: int = 50, m
     -------
     ReductionResult
         ``method="irka"`` (``"lqo-irka"`` with a quadratic output), ``shifts`` (final interpolation
-        points), ``history``: shift change per
+        points), ``history``: change (shifts and residues) per
         iteration, ``info``: ``init``, ``factorizations``, ``time_init``, ``time_iterations``,
         ``anderson_restarts``.
 
@@ -250,7 +251,8 @@ def irka(sys, r: int, *, init="surrogate", tol: float = 1e-6, maxit: int = 50, m
     start = rom
 
     def change(new, old):
-        return _shift_change(_mirrored_shifts(new, disc), _mirrored_shifts(old, disc))
+        sh = _shift_change(*(_mirrored_shifts(np.linalg.eigvals(x.A), disc) for x in (new, old)))
+        return max(sh, residue_change(new, old))
 
     rom, changes, converged, restarts = iterate(sys, rom, lambda x: _bases(sys, x)[:2], change, tol=tol,
                                                 maxit=maxit, depth=accelerate)

@@ -29,7 +29,7 @@ from .._validation import check_order
 from ..errors import ConvergenceWarning, InvalidArgumentError, SamplingTimeError
 from ..reduction.result import ReductionResult
 from ..systems import LQOSystem
-from .accel import iterate
+from .accel import iterate, residue_change
 from .balanced import orthonormal_basis, project
 from .gramians import DEFAULT_TOL
 from .irka import _stable
@@ -61,6 +61,11 @@ def _pole_change(new: np.ndarray, old: np.ndarray) -> float:
     return float(np.max(np.abs(a - b) / np.maximum(np.abs(a), np.finfo(float).tiny)))
 
 
+def _change(new: LQOSystem, old: LQOSystem) -> float:
+    """Pole change and modal residue change of one step."""
+    return max(_pole_change(np.linalg.eigvals(new.A), np.linalg.eigvals(old.A)), residue_change(new, old))
+
+
 def surrogate_rom(sys: SparseLQOSystem, r: int, tol: float, maxiter: int) -> tuple[LQOSystem, str]:
     """Dense (LQO-)TSIA on a high-order low-rank BT surrogate (orders within [4r, 10r])."""
     from ..reduction.tsia import tsia as dense_tsia
@@ -88,7 +93,8 @@ def tsia(sys, r: int, *, init="surrogate", tol: float = 1e-8, maxit: int = 20, m
     init : "surrogate" or LQOSystem
         Start: dense TSIA on a low-rank BT surrogate (default), or a given dense ROM of order r.
     tol : float
-        Stop when the relative change of the reduced poles (sorted) is below ``tol``.
+        Stop when, under one plain step, the relative change of the reduced poles (sorted) and that of
+        the modal residues (:func:`~mor_lqo.sparse.accel.residue_change`) are below ``tol``.
     maxit : int
         Maximal number of sparse iterations (each: r sparse factorisations, 2r solves).
     method : {"auto", "dense", "lowrank"}
@@ -104,7 +110,7 @@ def tsia(sys, r: int, *, init="surrogate", tol: float = 1e-8, maxit: int = 20, m
     Returns
     -------
     ReductionResult
-        ``method``: ``"tsia"`` / ``"lqo-tsia"``; ``history``: pole change per sparse iteration;
+        ``method``: ``"tsia"`` / ``"lqo-tsia"``; ``history``: change (poles and residues) per sparse iteration;
         ``info``: ``init``, ``factorizations``, ``time_init``, ``time_iterations``,
         ``anderson_restarts``.
 
@@ -136,7 +142,7 @@ def tsia(sys, r: int, *, init="surrogate", tol: float = 1e-8, maxit: int = 20, m
     solver = sys.solver()
     solver.max_cached = max(solver.max_cached, r + 1)
     start = rom
-    rom, changes, converged, restarts = iterate(sys, rom, lambda x: tsia_bases(sys, x), _pole_change, tol=tol,
+    rom, changes, converged, restarts = iterate(sys, rom, lambda x: tsia_bases(sys, x), _change, tol=tol,
                                                 maxit=maxit, depth=accelerate)
     poles = np.linalg.eigvals(rom.A)
     solver.max_cached = 2
