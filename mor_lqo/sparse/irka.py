@@ -26,9 +26,13 @@ contributes the real and imaginary parts of its solves, so V, W and the ROM stay
 Starts: ``"surrogate"`` (default) runs the dense :func:`mor_lqo.irka` on a high-order low-rank BT
 surrogate (square-root BT from the LR-ADI factors, of the order at which the Hankel singular values
 fall below 1e-12 relative, kept within [4r, 10r]) and then iterates on the sparse model from the
-surrogate's converged shifts, which typically needs 1–2 sparse iterations; ``"logspace"``: real
+surrogate's converged shifts, which typically needs 1–4 sparse iterations; ``"logspace"``: real
 shifts spread over the range of Ritz values; an array of shifts (Re > 0, conjugation-closed for real
 systems); or a dense ROM.
+
+The sparse iteration mixes the projection bases of the last steps (Anderson, :mod:`mor_lqo.sparse.accel`;
+``accelerate=0``: plain iteration) and stops when one plain step changes the shifts and the modal residues
+by less than ``tol``.
 """
 
 from __future__ import annotations
