@@ -137,7 +137,7 @@ def iterate(sys: SparseLQOSystem, rom: LQOSystem, bases: Callable, change: Calla
         Number of discarded histories.
     """
     disc = sys.is_discrete
-    acc, x, changes, restarts = Anderson(depth), None, [], 0
+    acc, x, changes, restarts, plain = Anderson(depth), None, [], 0, rom
     for _ in range(maxit):
         V, W = bases(rom)
         plain = project(sys, V, W)
