@@ -26,9 +26,13 @@ contributes the real and imaginary parts of its solves, so V, W and the ROM stay
 Starts: ``"surrogate"`` (default) runs the dense :func:`mor_lqo.irka` on a high-order low-rank BT
 surrogate (square-root BT from the LR-ADI factors, of the order at which the Hankel singular values
 fall below 1e-12 relative, kept within [4r, 10r]) and then iterates on the sparse model from the
-surrogate's converged shifts, which typically needs 1–2 sparse iterations; ``"logspace"``: real
+surrogate's converged shifts, which typically needs 1–4 sparse iterations; ``"logspace"``: real
 shifts spread over the range of Ritz values; an array of shifts (Re > 0, conjugation-closed for real
 systems); or a dense ROM.
+
+The sparse iteration mixes the projection bases of the last steps (Anderson, :mod:`mor_lqo.sparse.accel`;
+``accelerate=0``: plain iteration) and stops when one plain step changes the shifts and the modal residues
+by less than ``tol``.
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ from ..errors import ConvergenceWarning, InvalidArgumentError, ProjectionBreakdo
 from ..reduction.irka import shifts_from_poles
 from ..reduction.result import ReductionResult
 from ..systems import LQOSystem
-from .balanced import balanced_truncation, orthonormal_basis, project
+from .accel import iterate, residue_change
+from .balanced import balanced_truncation, orthonormal_basis
 from .gramians import DEFAULT_TOL
 from .lradi import _initial_shifts
 from .norms import _check, _dense, h2_error, h2_norm, use_dense
@@ -192,7 +197,8 @@ def _initial_rom(sys: SparseLQOSystem, r: int, init, tol: float, maxiter: int) -
 
 
 def irka(sys, r: int, *, init="surrogate", tol: float = 1e-6, maxit: int = 50, method: str = "auto",
-         lr_tol: float = DEFAULT_TOL, maxiter: int = 500, compute_error: bool = True) -> ReductionResult:
+         lr_tol: float = DEFAULT_TOL, maxiter: int = 500, compute_error: bool = True,
+         accelerate: int = 5) -> ReductionResult:
     r"""IRKA and LQO-IRKA for sparse systems with sparse shifted solves (:func:`_bases`).
 
     Parameters
@@ -204,7 +210,8 @@ def irka(sys, r: int, *, init="surrogate", tol: float = 1e-6, maxit: int = 50, m
     init : {"surrogate", "logspace"}, array of r shifts, or LQOSystem
         Start (module docstring).
     tol : float
-        Stop when the relative change of the shifts (after sorting) is below ``tol``.
+        Stop when, under one plain step, the relative change of the shifts (after sorting) and that of
+        the modal residues (:func:`~mor_lqo.sparse.accel.residue_change`) are below ``tol``.
     maxit : int
         Maximal number of sparse iterations (each costs one factorisation per shift or conjugate pair).
     method : {"auto", "dense", "lowrank"}
@@ -213,13 +220,17 @@ def irka(sys, r: int, *, init="surrogate", tol: float = 1e-6, maxit: int = 50, m
         LR-ADI tolerance / step limit (surrogate start and h2 error).
     compute_error : bool
         Compute the exact h2 error of the final ROM (:func:`mor_lqo.sparse.h2_error`).
+    accelerate : int
+        Anderson depth of the mixing of the projection bases (:mod:`mor_lqo.sparse.accel`); 0: plain
+        iteration. The stopping test is always the shift change of one plain step, whose ROM is returned.
 
     Returns
     -------
     ReductionResult
         ``method="irka"`` (``"lqo-irka"`` with a quadratic output), ``shifts`` (final interpolation
-        points), ``history``: shift change per
-        iteration, ``info``: ``init``, ``factorizations``, ``time_init``, ``time_iterations``.
+        points), ``history``: change (shifts and residues) per
+        iteration, ``info``: ``init``, ``factorizations``, ``time_init``, ``time_iterations``,
+        ``anderson_restarts``.
 
     Warns
     -----
@@ -241,18 +252,15 @@ def irka(sys, r: int, *, init="surrogate", tol: float = 1e-6, maxit: int = 50, m
     t0 = time.perf_counter()
     rom, label = _initial_rom(sys, r, init, lr_tol, maxiter)
     t1 = time.perf_counter()
-    sigma = shifts_from_poles(np.linalg.eigvals(rom.A), disc)
-    start, changes, converged = rom, [], False
-    for _ in range(maxit):
-        V, W, _ = _bases(sys, rom)
-        rom = project(sys, V, W)
-        poles = np.linalg.eigvals(rom.A)
-        new = _mirrored_shifts(poles, disc)
-        changes.append(_shift_change(new, sigma))
-        sigma = new
-        if changes[-1] < tol and _stable(poles, disc):
-            converged = True
-            break
+    start = rom
+
+    def change(new, old):
+        sh = _shift_change(*(_mirrored_shifts(np.linalg.eigvals(x.A), disc) for x in (new, old)))
+        return max(sh, residue_change(new, old))
+
+    rom, changes, converged, restarts = iterate(sys, rom, lambda x: _bases(sys, x)[:2], change, tol=tol,
+                                                maxit=maxit, depth=accelerate)
+    sigma = _mirrored_shifts(np.linalg.eigvals(rom.A), disc)
     t2 = time.perf_counter()
     if not converged:
         fallback = label in ("surrogate", "bt") and _stable(np.linalg.eigvals(start.A), disc)
@@ -263,7 +271,7 @@ def irka(sys, r: int, *, init="surrogate", tol: float = 1e-6, maxit: int = 50, m
             rom, sigma = start, shifts_from_poles(np.linalg.eigvals(start.A), disc)
     err = h2_error(sys, rom, method="lowrank", maxiter=maxiter) if compute_error else float("nan")
     info = {"init": label, "factorizations": sys.solver().n_factorizations, "time_init": t1 - t0,
-            "time_iterations": t2 - t1}
+            "time_iterations": t2 - t1, "anderson_restarts": restarts}
     nrm = h2_norm(sys, method="lowrank", tol=lr_tol, maxiter=maxiter)
     method = "irka" if sys.M is None else "lqo-irka"
     return ReductionResult(rom=rom, h2_error=err, h2_norm=nrm, method=method, converged=converged,

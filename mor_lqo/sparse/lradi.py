@@ -103,6 +103,7 @@ def _gram_norm(W: np.ndarray) -> float:
 
 _SLOW_CYCLE = 0.1  # a cyclic shift set that reduces the residual less than this per cycle is abandoned
 _MAX_BASIS = 24  # columns of the projection basis (bounds the number of shifts per batch)
+_EPS = np.finfo(float).eps  # re-compression of Z: Gram eigenvalues below eps relative (accuracy limit)
 
 
 def _orth(X: np.ndarray, cap: int | None = None) -> np.ndarray:
@@ -344,9 +345,11 @@ def lradi(sys: SparseLQOSystem, G: np.ndarray, *, adjoint: bool = False, tol: fl
             used.append(a)
             pos, it = pos + 1, it + 1
         ncols = sum(b.shape[1] for b in blocks)
-        if ncols > compress_at:  # wide right-hand sides (LQO): keep Z at its numerical rank
-            blocks = [compress_columns(np.concatenate(blocks, axis=1))]
-            batch_start = 0
+        if ncols > compress_at and batch_start > 0:  # wide right-hand sides (LQO): keep Z at its rank
+            # only the finished batches: the projection shifts come from the current batch's columns
+            old = compress_columns(np.concatenate(blocks[:batch_start], axis=1), _EPS)
+            blocks = [old] + blocks[batch_start:]
+            batch_start = 1
             compress_at = max(2 * blocks[0].shape[1], blocks[0].shape[1] + 4 * G.shape[1], 200)
         res = _gram_norm(W) / g0
         history.append(res)
@@ -359,7 +362,7 @@ def lradi(sys: SparseLQOSystem, G: np.ndarray, *, adjoint: bool = False, tol: fl
             break
     Z = np.concatenate(blocks, axis=1)
     if Z.shape[1] > compress_at:  # (below that, compression costs more than it saves downstream)
-        Z = compress_columns(Z)
+        Z = compress_columns(Z, _EPS)
     ok = bool(res <= tol) and _settled(incr, window, monitor_rtol, monitor is not None)
     return LowRankFactor(Z, float(res), tuple(history), it, ok, np.array(used), unstable, tol,
                          batch if fixed else np.array([], dtype=complex), switched)

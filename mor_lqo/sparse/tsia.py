@@ -29,6 +29,7 @@ from .._validation import check_order
 from ..errors import ConvergenceWarning, InvalidArgumentError, SamplingTimeError
 from ..reduction.result import ReductionResult
 from ..systems import LQOSystem
+from .accel import iterate, residue_change
 from .balanced import orthonormal_basis, project
 from .gramians import DEFAULT_TOL
 from .irka import _stable
@@ -38,8 +39,8 @@ from .system import SparseLQOSystem, as_sparse_system
 
 __all__ = ["tsia"]
 
-def tsia_step(sys: SparseLQOSystem, rom: LQOSystem) -> LQOSystem:
-    """One (LQO-)TSIA step (module docstring; discrete time: the Stein–Sylvester equations)."""
+def tsia_bases(sys: SparseLQOSystem, rom: LQOSystem) -> tuple[np.ndarray, np.ndarray]:
+    """Orthonormal bases (V, W) of one (LQO-)TSIA step (module docstring; discrete time: Stein–Sylvester)."""
     solve = sparse_dense_stein if sys.is_discrete else sparse_dense_sylvester
     X = solve(sys, rom.A, np.asarray(sys.B) @ rom.B.conj().T)
     F = -(np.asarray(sys.C).conj().T @ rom.C)
@@ -47,13 +48,22 @@ def tsia_step(sys: SparseLQOSystem, rom: LQOSystem) -> LQOSystem:
         for Mj, Mh in zip(sys.M, rom.M):
             F = F - 2.0 * ((Mj @ X) @ Mh)
     Y = solve(sys, rom.A, F, adjoint=True)
-    V = orthonormal_basis(X, "sparse TSIA: the V basis")
-    return project(sys, V, orthonormal_basis(Y, "sparse TSIA: the W basis"))
+    return orthonormal_basis(X, "sparse TSIA: the V basis"), orthonormal_basis(Y, "sparse TSIA: the W basis")
+
+
+def tsia_step(sys: SparseLQOSystem, rom: LQOSystem) -> LQOSystem:
+    """One plain (LQO-)TSIA step: the projection onto :func:`tsia_bases`."""
+    return project(sys, *tsia_bases(sys, rom))
 
 
 def _pole_change(new: np.ndarray, old: np.ndarray) -> float:
     a, b = np.sort_complex(new), np.sort_complex(old)
     return float(np.max(np.abs(a - b) / np.maximum(np.abs(a), np.finfo(float).tiny)))
+
+
+def _change(new: LQOSystem, old: LQOSystem) -> float:
+    """Pole change and modal residue change of one step."""
+    return max(_pole_change(np.linalg.eigvals(new.A), np.linalg.eigvals(old.A)), residue_change(new, old))
 
 
 def surrogate_rom(sys: SparseLQOSystem, r: int, tol: float, maxiter: int) -> tuple[LQOSystem, str]:
@@ -70,7 +80,8 @@ def surrogate_rom(sys: SparseLQOSystem, r: int, tol: float, maxiter: int) -> tup
 
 
 def tsia(sys, r: int, *, init="surrogate", tol: float = 1e-8, maxit: int = 20, method: str = "auto",
-         lr_tol: float = DEFAULT_TOL, maxiter: int = 500, compute_error: bool = True) -> ReductionResult:
+         lr_tol: float = DEFAULT_TOL, maxiter: int = 500, compute_error: bool = True,
+         accelerate: int = 5) -> ReductionResult:
     r"""(LQO-)TSIA for sparse LTI and LQO systems with sparse shifted solves.
 
     Parameters
@@ -82,7 +93,8 @@ def tsia(sys, r: int, *, init="surrogate", tol: float = 1e-8, maxit: int = 20, m
     init : "surrogate" or LQOSystem
         Start: dense TSIA on a low-rank BT surrogate (default), or a given dense ROM of order r.
     tol : float
-        Stop when the relative change of the reduced poles (sorted) is below ``tol``.
+        Stop when, under one plain step, the relative change of the reduced poles (sorted) and that of
+        the modal residues (:func:`~mor_lqo.sparse.accel.residue_change`) are below ``tol``.
     maxit : int
         Maximal number of sparse iterations (each: r sparse factorisations, 2r solves).
     method : {"auto", "dense", "lowrank"}
@@ -91,12 +103,16 @@ def tsia(sys, r: int, *, init="surrogate", tol: float = 1e-8, maxit: int = 20, m
         LR-ADI tolerance / step limit (surrogate, norm and error).
     compute_error : bool
         Compute the exact h2 error of the ROM (:func:`mor_lqo.sparse.h2_error`).
+    accelerate : int
+        Anderson depth of the mixing of the projection bases (:mod:`mor_lqo.sparse.accel`); 0: plain
+        iteration. The stopping test is always the pole change of one plain step, whose ROM is returned.
 
     Returns
     -------
     ReductionResult
-        ``method``: ``"tsia"`` / ``"lqo-tsia"``; ``history``: pole change per sparse iteration;
-        ``info``: ``init``, ``factorizations``, ``time_init``, ``time_iterations``.
+        ``method``: ``"tsia"`` / ``"lqo-tsia"``; ``history``: change (poles and residues) per sparse iteration;
+        ``info``: ``init``, ``factorizations``, ``time_init``, ``time_iterations``,
+        ``anderson_restarts``.
 
     Warns
     -----
@@ -125,16 +141,10 @@ def tsia(sys, r: int, *, init="surrogate", tol: float = 1e-8, maxit: int = 20, m
     t1 = time.perf_counter()
     solver = sys.solver()
     solver.max_cached = max(solver.max_cached, r + 1)
-    start, changes, converged = rom, [], False
+    start = rom
+    rom, changes, converged, restarts = iterate(sys, rom, lambda x: tsia_bases(sys, x), _change, tol=tol,
+                                                maxit=maxit, depth=accelerate)
     poles = np.linalg.eigvals(rom.A)
-    for _ in range(maxit):
-        rom = tsia_step(sys, rom)
-        new = np.linalg.eigvals(rom.A)
-        changes.append(_pole_change(new, poles))
-        poles = new
-        if changes[-1] < tol and _stable(poles, sys.is_discrete):
-            converged = True
-            break
     solver.max_cached = 2
     solver.clear()
     t2 = time.perf_counter()
@@ -146,7 +156,7 @@ def tsia(sys, r: int, *, init="surrogate", tol: float = 1e-8, maxit: int = 20, m
     err = h2_error(sys, rom, method="lowrank", maxiter=maxiter) if compute_error else float("nan")
     lqo = sys.M is not None
     info = {"init": label, "factorizations": solver.n_factorizations, "time_init": t1 - t0,
-            "time_iterations": t2 - t1}
+            "time_iterations": t2 - t1, "anderson_restarts": restarts}
     return ReductionResult(rom=rom, h2_error=err, h2_norm=h2_norm(sys, method="lowrank", tol=lr_tol, maxiter=maxiter),
                            method="lqo-tsia" if lqo else "tsia", converged=converged, iterations=len(changes),
                            history=tuple(changes), info=info)
