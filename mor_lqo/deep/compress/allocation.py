@@ -87,12 +87,9 @@ def _bound_candidates(ev, blocks, budget, pm, ex, progress, options, scores, inp
     cands = {"uniform": _uniform_for_budget(budget, blocks, pm)}
     cands["first-order bound"], _ = _first_order_orders(ev, blocks, budget, pm, ex, progress, options, scores)
     if inputs and not isinstance(ev.model, S4DModel):
-        from .data_allocation import data_orders
-        from .recorded import readout_sequences
+        from .data_allocation import data_split
 
-        modes = {b.name: b.units[0].modes for b in blocks if len(b.units) == 1 and b.units[0].modes is not None}
-        rec = {k: v[: readout_sequences(v)] for k, v in inputs.items()}
-        data = data_orders(blocks, modes, rec, cands["uniform"], pm, [])
+        data = data_split(blocks, inputs, cands["uniform"], pm, [])
         if data != cands["uniform"]:
             cands["data"] = data
     return cands
@@ -119,8 +116,11 @@ def _bound_method(ref, blocks, x_cal, budget, pm, ex, progress, options, scores,
                 tasks += t
                 keys += [(b.name, r)] * len(t)
     outs = run_tasks(_reduce_task, tasks, ex, progress, desc="mor-lqo bound: h2 candidates")
-    reduced = {k: _collect([t for t, kk in zip(tasks, keys) if kk == k], [o for o, kk in zip(outs, keys) if kk == k]
-                           )[k[0]] for k in pairs}
+    grouped: dict = {k: ([], []) for k in pairs}
+    for t, o, k in zip(tasks, outs, keys):
+        grouped[k][0].append(t)
+        grouped[k][1].append(o)
+    reduced = {k: _collect(ts, os_)[k[0]] for k, (ts, os_) in grouped.items()}
     scored = {}
     for cname, orders in cands.items():
         params = [_layer_params(reduced[(b.name, orders[b.name])]["modes"] if orders[b.name] < b.order

@@ -89,3 +89,20 @@ def data_orders(blocks: Sequence[Block], modes: Mapping[str, object], inputs: Ma
                  f"under the uniform split's parameter budget): {[2 * greedy[b.name] for b in mimo]} instead of "
                  f"{[uniform[b.name] for b in mimo]}")
     return {b.name: 2 * greedy[b.name] for b in mimo}
+
+
+def data_split(blocks: Sequence[Block], inputs: Mapping[str, np.ndarray], uniform: Mapping[str, int],
+               param_models: Mapping[str, tuple[float, float]], notes: list[str]) -> dict[str, int]:
+    """:func:`data_orders` from the blocks themselves: each single-unit block's stored half modes (dense units
+    diagonalised) and the recorded inputs the data-weighted fits use (``inputs[name]`` (B, L, m))."""
+    from ...adapters.registry import family
+    from .recorded import readout_sequences
+    from .tasks import _unit_modes
+
+    modes = {}
+    for b in blocks:
+        if len(b.units) == 1:
+            fam = family(b.arch)
+            modes[b.name] = _unit_modes(b.units[0], fam.kappa(b), fam.sign(b), "h2", b.name)
+    rec = {k: v[: readout_sequences(v)] for k, v in inputs.items()}
+    return data_orders(blocks, modes, rec, uniform, param_models, notes)

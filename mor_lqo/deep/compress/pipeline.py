@@ -151,17 +151,10 @@ def allocate_orders(method: str, net: Network, plan: OrderPlan, inputs: dict | N
         raise CompressionError(f"options['allocate'] must be 'uniform' or 'data', got {how!r}")
     if how == "uniform" or method != "h2" or not inputs or plan.orders is None:
         return plan
-    from .data_allocation import data_orders
-    from .tasks import _unit_modes
+    from .data_allocation import data_split
 
     pm = plan.param_models or {b.name: _param_model(b, net.flat) for b in net.lti}
-    modes = {}
-    for b in net.lti:
-        if len(b.units) == 1:
-            fam = family(b.arch)
-            modes[b.name] = _unit_modes(b.units[0], fam.kappa(b), fam.sign(b), method, b.name)
-    rec = {k: v[: readout_sequences(v)] for k, v in inputs.items()}
-    orders = data_orders(net.lti, modes, rec, plan.orders, pm, notes)
+    orders = data_split(net.lti, inputs, plan.orders, pm, notes)
     return OrderPlan(orders, plan.budget, plan.param_models)
 
 
