@@ -216,14 +216,17 @@ def h2_error_parts(sys: LQOSystem, rom: LQOSystem) -> H2Parts:
     check_stable(rom)
     n_full, n_rom = h2_norm_parts(sys), h2_norm_parts(rom)
     inner = h2_inner_parts(sys, rom)
+    lin = n_full.linear + n_rom.linear - 2 * inner.linear
+    quad = n_full.quadratic + n_rom.quadratic - 2 * inner.quadratic
+    small_quad = quad < REFINE_BELOW * (n_full.quadratic + n_rom.quadratic)
+    if lin < REFINE_BELOW * (n_full.linear + n_rom.linear) or (sys.M is not None and small_quad):
+        from .error_factored import h2_error_parts_factored
+
+        refined = h2_error_parts_factored(sys, rom)  # cancellation-free
+        if refined is not None:
+            return H2Parts(*refined)
     lin = _difference(n_full.linear, n_rom.linear, inner.linear, "linear")
     quad = _difference(n_full.quadratic, n_rom.quadratic, inner.quadratic, "quadratic")
-    if lin < REFINE_BELOW * (n_full.linear + n_rom.linear):
-        from .error_factored import h2_error_squared_factored
-
-        refined = h2_error_squared_factored(sys, rom)  # cancellation-free (LTI pairs)
-        if refined is not None:
-            lin = refined
     return H2Parts(lin, quad)
 
 
@@ -270,9 +273,10 @@ def h2_error(sys: LQOSystem, rom: LQOSystem, relative: bool = False) -> float:
     Notes
     -----
     The full model's norm is cached on ``sys``, so repeated errors against many ROMs cost one
-    n x r solve each. Relative squared errors below :data:`REFINE_BELOW` of LTI pairs are recomputed
-    from a factor of the error system's Gramian (:mod:`mor_lqo.error_factored`), resolving errors
-    down to ~1e-15 ||S|| (docs/numerics.md).
+    n x r solve each. Relative squared errors (linear or quadratic part) below :data:`REFINE_BELOW`
+    are recomputed from a factor of the error system's Gramian (:mod:`mor_lqo.error_factored`),
+    resolving errors down to ~1e-15 ||S|| for LTI pairs (double-double refinement, docs/numerics.md)
+    and to ~1e-13 ||S|| for LQO pairs (plain factor).
     """
     if not isinstance(relative, (bool, np.bool_)):
         raise InvalidArgumentError(f"relative must be True or False, got {relative!r}")

@@ -31,8 +31,8 @@ shifts spread over the range of Ritz values; an array of shifts (Re > 0, conjuga
 systems); or a dense ROM.
 
 The sparse iteration mixes the projection bases of the last steps (Anderson, :mod:`mor_lqo.sparse.accel`;
-``accelerate=0``: plain iteration) and stops when one plain step changes the shifts and the modal residues
-by less than ``tol``.
+``accelerate=0``: plain iteration) and stops when one plain step changes the ROM by less than ``tol`` in the relative h2
+distance.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from ..errors import ConvergenceWarning, InvalidArgumentError, ProjectionBreakdo
 from ..reduction.irka import shifts_from_poles
 from ..reduction.result import ReductionResult
 from ..systems import LQOSystem
-from .accel import iterate, residue_change
+from .accel import iterate, step_distance
 from .balanced import balanced_truncation, orthonormal_basis
 from .gramians import DEFAULT_TOL
 from .lradi import _initial_shifts
@@ -128,11 +128,6 @@ def _mirrored_shifts(poles: np.ndarray, disc: bool) -> np.ndarray:
     return np.where(new.real > 0, new, -np.conj(new))
 
 
-def _shift_change(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = np.sort_complex(a), np.sort_complex(b)
-    return float(np.max(np.abs(a - b) / np.maximum(np.abs(a), np.finfo(float).tiny)))
-
-
 def stable_surrogate(sys: SparseLQOSystem, r: int, tol: float, maxiter: int):
     """High-order low-rank (LQO-)BT surrogate and the order-r BT ROM.
 
@@ -210,8 +205,8 @@ def irka(sys, r: int, *, init="surrogate", tol: float = 1e-6, maxit: int = 50, m
     init : {"surrogate", "logspace"}, array of r shifts, or LQOSystem
         Start (module docstring).
     tol : float
-        Stop when, under one plain step, the relative change of the shifts (after sorting) and that of
-        the modal residues (:func:`~mor_lqo.sparse.accel.residue_change`) are below ``tol``.
+        Stop when one plain step changes the ROM by less than ``tol`` in the relative h2 distance
+        (:func:`~mor_lqo.sparse.accel.step_distance`) and its ROM is stable.
     maxit : int
         Maximal number of sparse iterations (each costs one factorisation per shift or conjugate pair).
     method : {"auto", "dense", "lowrank"}
@@ -222,13 +217,13 @@ def irka(sys, r: int, *, init="surrogate", tol: float = 1e-6, maxit: int = 50, m
         Compute the exact h2 error of the final ROM (:func:`mor_lqo.sparse.h2_error`).
     accelerate : int
         Anderson depth of the mixing of the projection bases (:mod:`mor_lqo.sparse.accel`); 0: plain
-        iteration. The stopping test is always the shift change of one plain step, whose ROM is returned.
+        iteration. The stopping test is always taken on one plain step, whose ROM is returned.
 
     Returns
     -------
     ReductionResult
         ``method="irka"`` (``"lqo-irka"`` with a quadratic output), ``shifts`` (final interpolation
-        points), ``history``: change (shifts and residues) per
+        points), ``history``: relative h2 step distance per
         iteration, ``info``: ``init``, ``factorizations``, ``time_init``, ``time_iterations``,
         ``anderson_restarts``.
 
@@ -254,17 +249,13 @@ def irka(sys, r: int, *, init="surrogate", tol: float = 1e-6, maxit: int = 50, m
     t1 = time.perf_counter()
     start = rom
 
-    def change(new, old):
-        sh = _shift_change(*(_mirrored_shifts(np.linalg.eigvals(x.A), disc) for x in (new, old)))
-        return max(sh, residue_change(new, old))
-
-    rom, changes, converged, restarts = iterate(sys, rom, lambda x: _bases(sys, x)[:2], change, tol=tol,
+    rom, changes, converged, restarts = iterate(sys, rom, lambda x: _bases(sys, x)[:2], step_distance, tol=tol,
                                                 maxit=maxit, depth=accelerate)
     sigma = _mirrored_shifts(np.linalg.eigvals(rom.A), disc)
     t2 = time.perf_counter()
     if not converged:
         fallback = label in ("surrogate", "bt") and _stable(np.linalg.eigvals(start.A), disc)
-        warnings.warn(f"sparse IRKA: shift change {changes[-1]:.3g} > tol {tol:.3g} after {maxit} iterations"
+        warnings.warn(f"sparse IRKA: relative h2 step {changes[-1]:.3g} > tol {tol:.3g} after {maxit} iterations"
                       + ("; returning the (stable) start ROM from the surrogate" if fallback else ""),
                       ConvergenceWarning, stacklevel=2)
         if fallback:

@@ -29,7 +29,7 @@ from .._validation import check_order
 from ..errors import ConvergenceWarning, InvalidArgumentError, SamplingTimeError
 from ..reduction.result import ReductionResult
 from ..systems import LQOSystem
-from .accel import iterate, residue_change
+from .accel import iterate, step_distance
 from .balanced import orthonormal_basis, project
 from .gramians import DEFAULT_TOL
 from .irka import _stable
@@ -54,16 +54,6 @@ def tsia_bases(sys: SparseLQOSystem, rom: LQOSystem) -> tuple[np.ndarray, np.nda
 def tsia_step(sys: SparseLQOSystem, rom: LQOSystem) -> LQOSystem:
     """One plain (LQO-)TSIA step: the projection onto :func:`tsia_bases`."""
     return project(sys, *tsia_bases(sys, rom))
-
-
-def _pole_change(new: np.ndarray, old: np.ndarray) -> float:
-    a, b = np.sort_complex(new), np.sort_complex(old)
-    return float(np.max(np.abs(a - b) / np.maximum(np.abs(a), np.finfo(float).tiny)))
-
-
-def _change(new: LQOSystem, old: LQOSystem) -> float:
-    """Pole change and modal residue change of one step."""
-    return max(_pole_change(np.linalg.eigvals(new.A), np.linalg.eigvals(old.A)), residue_change(new, old))
 
 
 def surrogate_rom(sys: SparseLQOSystem, r: int, tol: float, maxiter: int) -> tuple[LQOSystem, str]:
@@ -93,8 +83,8 @@ def tsia(sys, r: int, *, init="surrogate", tol: float = 1e-8, maxit: int = 20, m
     init : "surrogate" or LQOSystem
         Start: dense TSIA on a low-rank BT surrogate (default), or a given dense ROM of order r.
     tol : float
-        Stop when, under one plain step, the relative change of the reduced poles (sorted) and that of
-        the modal residues (:func:`~mor_lqo.sparse.accel.residue_change`) are below ``tol``.
+        Stop when one plain step changes the ROM by less than ``tol`` in the relative h2 distance
+        (:func:`~mor_lqo.sparse.accel.step_distance`) and its ROM is stable.
     maxit : int
         Maximal number of sparse iterations (each: r sparse factorisations, 2r solves).
     method : {"auto", "dense", "lowrank"}
@@ -105,12 +95,12 @@ def tsia(sys, r: int, *, init="surrogate", tol: float = 1e-8, maxit: int = 20, m
         Compute the exact h2 error of the ROM (:func:`mor_lqo.sparse.h2_error`).
     accelerate : int
         Anderson depth of the mixing of the projection bases (:mod:`mor_lqo.sparse.accel`); 0: plain
-        iteration. The stopping test is always the pole change of one plain step, whose ROM is returned.
+        iteration. The stopping test is always taken on one plain step, whose ROM is returned.
 
     Returns
     -------
     ReductionResult
-        ``method``: ``"tsia"`` / ``"lqo-tsia"``; ``history``: change (poles and residues) per sparse iteration;
+        ``method``: ``"tsia"`` / ``"lqo-tsia"``; ``history``: relative h2 step distance per sparse iteration;
         ``info``: ``init``, ``factorizations``, ``time_init``, ``time_iterations``,
         ``anderson_restarts``.
 
@@ -142,14 +132,14 @@ def tsia(sys, r: int, *, init="surrogate", tol: float = 1e-8, maxit: int = 20, m
     solver = sys.solver()
     solver.max_cached = max(solver.max_cached, r + 1)
     start = rom
-    rom, changes, converged, restarts = iterate(sys, rom, lambda x: tsia_bases(sys, x), _change, tol=tol,
+    rom, changes, converged, restarts = iterate(sys, rom, lambda x: tsia_bases(sys, x), step_distance, tol=tol,
                                                 maxit=maxit, depth=accelerate)
     poles = np.linalg.eigvals(rom.A)
     solver.max_cached = 2
     solver.clear()
     t2 = time.perf_counter()
     if not converged:
-        warnings.warn(f"sparse TSIA: pole change {changes[-1] if changes else np.nan:.3g} > tol {tol:.3g} "
+        warnings.warn(f"sparse TSIA: relative h2 step {changes[-1] if changes else np.nan:.3g} > tol {tol:.3g} "
                       f"after {maxit} iterations", ConvergenceWarning, stacklevel=2)
         if not _stable(poles, sys.is_discrete) and _stable(np.linalg.eigvals(start.A), sys.is_discrete):
             rom = start
