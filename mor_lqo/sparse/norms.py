@@ -278,17 +278,19 @@ def h2_error(sys, rom: LQOSystem, *, relative: bool = False, method: str = "auto
         return _dense_error(_dense(sys), rom, relative=relative)
     sys = as_sparse_system(sys)
     _check_rom(sys, rom)
-    cont_d = not sys.is_discrete and sys.has_feedthrough
-    if not sys.is_discrete and np.any(sys.D != rom.D) and not relative:
+    d_differs = not sys.is_discrete and bool(np.any(sys.D != rom.D))
+    if d_differs and not relative:
         return float("inf")  # as mor_lqo.h2_error: the error has a feed-through, its H2 norm is infinite
     from ..gramians import check_stable
 
     check_stable(rom, "h2 error")
-    if cont_d and relative:
+    if relative and not sys.is_discrete and sys.has_feedthrough:
         raise RelativeErrorUndefinedError(
             "relative h2 error undefined: a continuous-time system with D != 0 has an infinite h2 norm "
             "(divide h2_error(sys, rom) by the norm of the strictly proper part if that is what you need)")
-    if route == "error-system":
+    if d_differs:  # D = 0, D^ != 0: an infinite error relative to a finite norm
+        e = float("inf")
+    elif route == "error-system":
         e = float(np.sqrt(h2_norm_parts(error_system(sys, rom), method="lowrank", tol=tol, maxiter=maxiter,
                                         settle=ERROR_SETTLE).total))
     else:

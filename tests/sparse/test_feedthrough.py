@@ -190,6 +190,12 @@ def test_continuous_d_infinite_norm_and_errors_as_dense(complex_):
             with pytest.raises(RelativeErrorUndefinedError) as exc_dense:
                 mor_lqo.h2_error(d, rom, relative=True)
             assert str(exc_sparse.value) == str(exc_dense.value)
+    # D = 0 and D^ != 0: an infinite error, also relative to the (finite) norm
+    s0 = _with_d(s, None)
+    for route in ("error-system", "sylvester"):
+        for relative in (False, True):
+            got = h2_error(s0, other, method="lowrank", route=route, relative=relative)
+            assert got == np.inf == mor_lqo.h2_error(s0.to_dense(), other, relative=relative)
     # nothing was modified
     np.testing.assert_array_equal(s.D, D_before)
     np.testing.assert_array_equal(s.B, B_before)
