@@ -1,6 +1,6 @@
 """Large sparse LTI / LQO systems: low-rank Gramians (LR-ADI), h2 norms and errors, BT and IRKA.
 
-See docs/sparse.md. Continuous time; discrete time (Cayley map) for Gramians, h2 norms/errors and BT; D = 0.
+See docs/sparse.md. Continuous and discrete time (E x_k = A x_{k-1} + B u_k), optional feed-through D.
 """
 
 from .balanced import balanced_truncation

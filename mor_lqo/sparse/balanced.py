@@ -6,7 +6,7 @@ r"""Square-root balanced truncation (BT) and LQO-BT of sparse systems from low-r
                                                     observability Gramian when M is present)
     Z_P^H E^H Z_Q = U S Y^H                         (small SVD, k_P x k_Q; sigma = diag(S))
     V = Z_P U_r S_r^{-1/2},  W = Z_Q Y_r S_r^{-1/2}   (W^H E V = I_r)
-    A^ = W^H A V,  B^ = W^H B,  C^ = C V,  M^_j = V^H M_j V
+    A^ = W^H A V,  B^ = W^H B,  C^ = C V,  M^_j = V^H M_j V,  D^ = D
 
 (with :math:`W^HEV` inverted explicitly to remove rounding). ``E^H Q E`` is the observability Gramian
 of the standard form :math:`(E^{-1}A, E^{-1}B)`, so the singular values are its (LQO) Hankel singular
@@ -45,7 +45,11 @@ def orthonormal_basis(X: np.ndarray, what: str) -> np.ndarray:
 
 
 def project(sys: SparseLQOSystem, V: np.ndarray, W: np.ndarray) -> LQOSystem:
-    r"""Petrov–Galerkin ROM :math:`(\hat E^{-1}W^HAV, \hat E^{-1}W^HB, CV, V^HM_jV)`, :math:`\hat E = W^HEV`."""
+    r"""Petrov–Galerkin ROM :math:`(\hat E^{-1}W^HAV, \hat E^{-1}W^HB, CV, V^HM_jV, D)`, :math:`\hat E = W^HEV`.
+
+    The feed-through is kept (:math:`\hat D = D`, as in the dense reducers of :mod:`mor_lqo.reduction`);
+    discrete ROMs are in the "current" convention, like the sparse system.
+    """
     Wh = W.conj().T
     Er = Wh @ sys.E_matvec(V)
     lu = sla.lu_factor(Er, check_finite=False)
@@ -56,7 +60,7 @@ def project(sys: SparseLQOSystem, V: np.ndarray, W: np.ndarray) -> LQOSystem:
     if sys.M is not None:
         Mr = np.stack([V.conj().T @ (Mj @ V) for Mj in sys.M])
         Mr = (Mr + np.conj(np.swapaxes(Mr, 1, 2))) / 2
-    return LQOSystem(Ar, Br, Cr, Mr, dt=sys.dt)
+    return LQOSystem(Ar, Br, Cr, Mr, D=sys.D, dt=sys.dt, convention="current")
 
 
 def balanced_truncation(sys, r: int, *, method: str = "auto", tol: float = DEFAULT_TOL, maxiter: int = 500,
@@ -66,7 +70,9 @@ def balanced_truncation(sys, r: int, *, method: str = "auto", tol: float = DEFAU
     Parameters
     ----------
     sys : SparseLQOSystem or LQOSystem
-        Asymptotically stable, continuous or discrete time (Cayley map), D = 0.
+        Asymptotically stable, continuous or discrete time (Cayley map). The ROM keeps D (the
+        reduction concerns the strictly proper part; with D != 0 in continuous time ``h2_norm`` is
+        ``inf`` and ``h2_error`` is the finite error of the strictly proper parts).
     r : int
         Reduced order, ``1 <= r < n`` and at most the rank of the low-rank factors.
     method : {"auto", "dense", "lowrank"}

@@ -19,6 +19,11 @@ its h2-optimal ROMs are those of F, whose first-order conditions are tangential 
 the reflections :math:`1/\bar{\hat\lambda}_i` of the reduced poles; the projection above interpolates
 F (and so zF) there, and the projected ROM keeps the convention.
 
+Feed-through: the ROM keeps it (:math:`\hat D = D`, as the dense :func:`mor_lqo.irka`), so D cancels in
+the error (in discrete time it also cancels in the lag-0 term :math:`CE^{-1}B + D - \hat C\hat B - \hat D`)
+and the iteration is that of the strictly proper part, in continuous time too (where the h2 norm of a
+system with D != 0 is infinite, the error stays finite).
+
 Both solves of a shift use the same sparse LU of :math:`A - \sigma_iE` (the adjoint one with
 ``trans='H'``); for real systems a conjugate pair of shifts costs one complex factorisation and
 contributes the real and imaginary parts of its solves, so V, W and the ROM stay real.
@@ -187,8 +192,8 @@ def _initial_rom(sys: SparseLQOSystem, r: int, init, tol: float, maxiter: int) -
         from ..reduction.irka import _real_blocks
 
         A0, _ = _real_blocks(lam)
-        return LQOSystem(A0, Bt, Ct, dt=sys.dt), "logspace" if isinstance(init, str) else "shifts"
-    return LQOSystem(np.diag(lam), Bt.astype(complex), Ct.astype(complex), dt=sys.dt), "shifts"
+        return LQOSystem(A0, Bt, Ct, D=sys.D, dt=sys.dt), "logspace" if isinstance(init, str) else "shifts"
+    return LQOSystem(np.diag(lam), Bt.astype(complex), Ct.astype(complex), D=sys.D, dt=sys.dt), "shifts"
 
 
 def irka(sys, r: int, *, init="surrogate", tol: float = 1e-6, maxit: int = 50, method: str = "auto",

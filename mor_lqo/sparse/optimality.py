@@ -44,7 +44,8 @@ def h2_optimality_residuals(sys, rom: LQOSystem) -> OptimalityResiduals:
     Parameters
     ----------
     sys : SparseLQOSystem or LQOSystem
-        Asymptotically stable, continuous time, D = 0.
+        Asymptotically stable, continuous time. The feed-through is not part of the conditions (the
+        reducers keep D), as in :func:`mor_lqo.h2_optimality_residuals`.
     rom : LQOSystem
         Asymptotically stable reduced model, continuous time, same m and p.
 

@@ -2,19 +2,21 @@ r"""Sparse (descriptor) LTI / LQO systems and their shifted sparse solves.
 
 .. math::
 
-    E \dot x = A x + B u, \qquad y_j = (C x)_j + x^H M_j x, \quad j = 1, \dots, p,
+    E \dot x = A x + B u, \qquad y_j = (C x)_j + x^H M_j x + (D u)_j, \quad j = 1, \dots, p,
 
-with sparse ``A`` and ``E`` (n, n) (``E = I`` if omitted), dense ``B`` (n, m), dense ``C`` (p, n) and
-sparse Hermitian ``M_j`` (n, n); ``D = 0`` (the h2 setting). With ``dt > 0`` the state equation is
-:math:`Ex_k = Ax_{k-1} + Bu_k` (Gramians through the Cayley map, :meth:`SparseLQOSystem.lyap_system`).
+with sparse ``A`` and ``E`` (n, n) (``E = I`` if omitted), dense ``B`` (n, m), dense ``C`` (p, n),
+sparse Hermitian ``M_j`` (n, n) and a dense feed-through ``D`` (p, m) (zero if omitted). With
+``dt > 0`` the state equation is :math:`Ex_k = Ax_{k-1} + Bu_k` (Gramians through the Cayley map,
+:meth:`SparseLQOSystem.lyap_system`), the "current" convention of :mod:`mor_lqo.systems`: the lag-0
+kernel is :math:`CE^{-1}B + D`.
 The matrices stay sparse end to end: every algorithm of :mod:`mor_lqo.sparse` touches ``A`` and ``E``
 only through products and sparse LU factorisations of shifted pencils ``A + p E``
 (:class:`ShiftedSolver`, one factorisation per shift, reused for the primal and the adjoint solve,
 and for the conjugate shift of a real system).
 
 The dense equivalent (:meth:`SparseLQOSystem.to_dense`) is the standard-form
-:class:`~mor_lqo.LQOSystem` with :math:`E^{-1}A`, :math:`E^{-1}B`, ``C``, ``M``: both have the same
-input-output map, so their h2 norms agree exactly.
+:class:`~mor_lqo.LQOSystem` with :math:`E^{-1}A`, :math:`E^{-1}B`, ``C``, ``M``, ``D`` (discrete
+time: ``convention="current"``): both have the same input-output map, so their h2 norms agree exactly.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from ..errors import (
     NonFiniteError,
     NotASystemError,
     NotHermitianError,
+    SamplingTimeError,
     ShapeError,
     SymmetrizationWarning,
 )
@@ -87,7 +90,7 @@ def _hermitian_part(Mj: sp.csc_matrix, j: int) -> sp.csc_matrix:
 
 
 class SparseLQOSystem:
-    r"""Immutable sparse LTI / LQO system :math:`E\dot x = Ax + Bu` (or discrete), :math:`y = Cx + (x^HM_jx)_j`.
+    r"""Immutable sparse LTI / LQO system :math:`E\dot x = Ax + Bu` (or discrete), :math:`y = Cx + (x^HM_jx)_j + Du`.
 
     Parameters
     ----------
@@ -104,18 +107,22 @@ class SparseLQOSystem:
     E : sparse matrix or array_like, shape (n, n), optional
         Nonsingular descriptor (mass) matrix; identity if omitted.
     dt : float, default 0
-        0 for continuous time, else the sampling time of :math:`Ex_k = Ax_{k-1} + Bu_k` (D = 0, so the
-        "current" and "standard" conventions give the same h2 quantities). Discrete-time Gramians are
-        computed through the Cayley map (:meth:`lyap_system`).
+        0 for continuous time, else the sampling time of :math:`Ex_k = Ax_{k-1} + Bu_k`,
+        :math:`y_k = Cx_k + (x_k^HM_jx_k)_j + Du_k` (the "current" convention of
+        :class:`~mor_lqo.LQOSystem`: :math:`h_0 = CE^{-1}B + D`, :math:`h_i = C(E^{-1}A)^iE^{-1}B`).
+        Discrete-time Gramians are computed through the Cayley map (:meth:`lyap_system`).
+    D : array_like, shape (p, m), optional
+        Feed-through (dense); zero if omitted. A scalar is accepted when p = m = 1. Complex D makes the
+        system complex (never cast to real). Continuous-time systems with D != 0 have infinite h2 norm.
 
     Raises
     ------
     ShapeError, NonFiniteError, DTypeError, NotHermitianError, SamplingTimeError
-        On inconsistent shapes (including a mismatched ``E``), NaN/inf entries, non-numeric data,
-        complex non-Hermitian ``M_j`` or an invalid ``dt``.
+        On inconsistent shapes (including a mismatched ``E`` or ``D``), NaN/inf entries, non-numeric
+        data, complex non-Hermitian ``M_j`` or an invalid ``dt``.
     """
 
-    def __init__(self, A, B, C=None, M=None, E=None, *, dt: float = 0.0):
+    def __init__(self, A, B, C=None, M=None, E=None, *, dt: float = 0.0, D=None):
         self._dt = check_dt(dt)
         A = _as_sparse(A, "A")
         n = A.shape[0]
@@ -137,15 +144,23 @@ class SparseLQOSystem:
         if C is None and Ms is None:
             raise ShapeError("the system has no output: give C and/or M")
         p = C.shape[0] if C is not None else len(Ms)
+        m = B.shape[1]
+        if D is not None:
+            D = as_float_or_complex(D, "D")
+            if D.ndim == 0 and p == 1 and m == 1:
+                D = D.reshape(1, 1)
+            if D.shape != (p, m):
+                raise ShapeError(f"D must have shape (p, m) = ({p}, {m}), got {D.shape}")
         parts = [A.data, B] + ([] if C is None else [C]) + ([] if E is None else [E.data])
-        parts += [] if Ms is None else [Mj.data for Mj in Ms]
+        parts += ([] if Ms is None else [Mj.data for Mj in Ms]) + ([] if D is None else [D])
         dtype = np.complex128 if any(np.iscomplexobj(x) for x in parts) else np.float64
         self._A = A.astype(dtype)
         self._E = None if E is None else E.astype(dtype)
         self._B = np.array(B, dtype=dtype)
         self._C = np.array(C, dtype=dtype) if C is not None else np.zeros((p, n), dtype)
         self._M = None if Ms is None else tuple(Mj.astype(dtype) for Mj in Ms)
-        for x in (self._B, self._C):
+        self._D = np.array(D, dtype=dtype) if D is not None else np.zeros((p, m), dtype)
+        for x in (self._B, self._C, self._D):
             x.setflags(write=False)
         self._cache: dict = {}
 
@@ -155,6 +170,7 @@ class SparseLQOSystem:
     B = property(lambda self: self._B, doc="Input matrix (n, m), read-only.")
     C = property(lambda self: self._C, doc="Linear output matrix (p, n), read-only.")
     M = property(lambda self: self._M, doc="Tuple of p sparse Hermitian matrices, or None.")
+    D = property(lambda self: self._D, doc="Feed-through (p, m), read-only (zeros if omitted).")
     n = property(lambda self: self._A.shape[0], doc="State dimension.")
     order = n
     m = property(lambda self: self._B.shape[1], doc="Number of inputs.")
@@ -162,6 +178,7 @@ class SparseLQOSystem:
     dtype = property(lambda self: self._B.dtype)
     is_complex = property(lambda self: self._B.dtype.kind == "c")
     has_quadratic = property(lambda self: self._M is not None)
+    has_feedthrough = property(lambda self: bool(np.any(self._D != 0)), doc="Whether D != 0.")
     dt = property(lambda self: self._dt, doc="Sampling time (0: continuous).")
     is_discrete = property(lambda self: self._dt > 0)
 
@@ -174,6 +191,7 @@ class SparseLQOSystem:
         are the generalized Lyapunov equations of :math:`(A_c, E_c, \sqrt2 B, \sqrt2 C, \sqrt2 M_j)`
         (sparse; :math:`E_c` is nonsingular for a Schur-stable pencil). Its eigenvalues
         :math:`(\lambda - 1)/(\lambda + 1)` lie in the open left half-plane iff :math:`|\lambda| < 1`.
+        The feed-through is not carried (the Gramians do not depend on it).
         """
         if not self.is_discrete:
             return self
@@ -197,6 +215,33 @@ class SparseLQOSystem:
                 f"E={'I' if self._E is None else 'sparse'}, dtype={self.dtype})")
 
     # ------------------------------------------------------------------ operators
+    def E_solve(self, X: np.ndarray) -> np.ndarray:
+        """``E^{-1} X`` (one sparse LU of E, cached); X itself when E is the identity.
+
+        Raises
+        ------
+        SingularPencilError
+            E is exactly singular.
+        """
+        if self._E is None:
+            return X
+        if "E_lu" not in self._cache:
+            try:
+                self._cache["E_lu"] = spla.splu(self._E.tocsc(), permc_spec=_PERMC)
+            except RuntimeError as exc:
+                raise SingularPencilError(f"the descriptor matrix E is singular: {exc}") from exc
+        return _lu_solve(self._cache["E_lu"], np.asarray(X), "N")
+
+    def lag0_linear(self) -> np.ndarray:
+        r"""The linear lag-0 Markov parameter :math:`CE^{-1}B` (p, m) of the discrete system (cached).
+
+        In discrete time the lag-0 kernel is :math:`CE^{-1}B + D`; one sparse solve with E (none when E
+        is the identity).
+        """
+        if "lag0" not in self._cache:
+            self._cache["lag0"] = np.asarray(self._C @ self.E_solve(self._B))
+        return self._cache["lag0"]
+
     def E_matvec(self, X: np.ndarray, adjoint: bool = False) -> np.ndarray:
         """``E @ X`` (or ``E^H @ X``); X itself when E is the identity."""
         if self._E is None:
@@ -218,7 +263,9 @@ class SparseLQOSystem:
     def to_dense(self):
         r"""The equivalent dense standard-form system (:class:`~mor_lqo.LQOSystem`).
 
-        :math:`(E^{-1}A, E^{-1}B, C, M)`; O(n^2) memory and O(n^3) work, for small n only.
+        :math:`(E^{-1}A, E^{-1}B, C, M, D)`, same ``dt``; discrete time in the "current" convention
+        (:math:`x_k = E^{-1}Ax_{k-1} + E^{-1}Bu_k`, so :math:`h_0 = CE^{-1}B + D`). O(n^2) memory and
+        O(n^3) work, for small n only.
         """
         from ..systems import LQOSystem
 
@@ -234,18 +281,30 @@ class SparseLQOSystem:
             if np.any(np.diag(lu[0]) == 0):
                 raise SingularPencilError("the descriptor matrix E is singular (DAE systems are not supported)")
             A, B = sla.lu_solve(lu, A), sla.lu_solve(lu, B)
-        return LQOSystem(A, B, self._C, self.M_dense(), dt=self._dt)
+        return LQOSystem(A, B, self._C, self.M_dense(), D=self._D, dt=self._dt, convention="current")
 
     @classmethod
     def from_dense(cls, sys) -> SparseLQOSystem:
-        """Sparse copy of a dense :class:`~mor_lqo.LQOSystem` with D = 0 (same dt)."""
+        """Sparse copy of a dense :class:`~mor_lqo.LQOSystem` (same dt and D).
+
+        Raises
+        ------
+        NotASystemError
+            ``sys`` is not an LQOSystem.
+        SamplingTimeError
+            A discrete-time ``sys`` in the "standard" convention with D != 0: sparse discrete systems use
+            the "current" convention, and the feed-through enters the lag-0 kernel differently there
+            (with D = 0 both conventions give the same h2 quantities, and the matrices are copied).
+        """
         from ..systems import LQOSystem
 
         if not isinstance(sys, LQOSystem):
             raise NotASystemError(f"expected an LQOSystem, got {type(sys).__name__}")
-        if np.any(sys.D != 0):
-            raise ShapeError("sparse systems have D = 0")
-        return cls(sp.csc_matrix(sys.A), sys.B, sys.C, None if sys.M is None else list(sys.M), dt=sys.dt)
+        if np.any(sys.D != 0) and sys.is_discrete and sys.convention != "current":
+            raise SamplingTimeError("sparse discrete-time systems use the 'current' convention "
+                                    "(E x_k = A x_{k-1} + B u_k); convert the standard-convention system "
+                                    "with D != 0 first")
+        return cls(sp.csc_matrix(sys.A), sys.B, sys.C, None if sys.M is None else list(sys.M), dt=sys.dt, D=sys.D)
 
 
 def as_sparse_system(sys) -> SparseLQOSystem:

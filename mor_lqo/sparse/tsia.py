@@ -6,7 +6,7 @@ One iteration from a dense ROM :math:`(\hat A, \hat B, \hat C, \hat M_j)` (the e
     A X + E X Â^H + B B̂^H = 0                                  (n x r)
     A^H Y + E^H Y Â - C^H Ĉ - 2 sum_j M_j X M̂_j = 0            (n x r)
     (discrete time: A X Â^H - E X + B B̂^H = 0 and A^H Y Â - E^H Y - C^H Ĉ - 2 sum_j M_j X M̂_j = 0)
-    V = orth(X),  W = orth(Y),  ROM = (W^H E V)^{-1}(W^H A V, W^H B),  C V,  V^H M_j V
+    V = orth(X),  W = orth(Y),  ROM = (W^H E V)^{-1}(W^H A V, W^H B),  C V,  V^H M_j V,  D^ = D
 
 Both equations are solved column-wise in the Schur basis of the small matrix
 (:func:`~mor_lqo.sparse.sylvester.sparse_dense_sylvester`); their shifted pencils

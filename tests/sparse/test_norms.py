@@ -119,8 +119,10 @@ def test_norm_errors():
         h2_error(s, mor_lqo.LTISystem(0.5 * np.eye(2), np.ones((2, 2)), np.ones((2, 2)), dt=1.0), method="lowrank")
     with pytest.raises(ShapeError):
         h2_error(s, mor_lqo.LTISystem(-np.eye(2), np.ones((2, 1)), np.ones((2, 2))), method="lowrank")
-    with pytest.raises(ShapeError):
-        h2_error(s, mor_lqo.LTISystem(rom.A, rom.B, rom.C, D=np.ones((2, 2))), method="lowrank")
+    rom_d = mor_lqo.LTISystem(rom.A, rom.B, rom.C, D=np.ones((2, 2)))
+    with pytest.raises(ShapeError):  # continuous time with a feed-through: as the dense h2_inner_parts
+        h2_inner_parts(s, rom_d)
+    assert h2_error(s, rom_d, method="lowrank") == np.inf == mor_lqo.h2_error(s.to_dense(), rom_d)
     z = SparseLQOSystem(sp.diags(-np.arange(1.0, 11)).tocsc(), np.zeros((10, 1)), np.ones((1, 10)))
     with pytest.raises(RelativeErrorUndefinedError):
         h2_error(z, mor_lqo.LTISystem(-np.eye(1), np.ones((1, 1)), np.ones((1, 1))), method="lowrank", relative=True)

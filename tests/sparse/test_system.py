@@ -76,8 +76,8 @@ def test_to_dense_and_from_dense_roundtrip():
         SparseLQOSystem.from_dense("x")
     disc = SparseLQOSystem.from_dense(mor_lqo.LTISystem(0.5 * np.eye(2), np.ones(2), np.ones(2), dt=1.0))
     assert disc.dt == 1.0 and disc.to_dense().dt == 1.0
-    with pytest.raises(ShapeError):
-        SparseLQOSystem.from_dense(mor_lqo.LTISystem(-np.eye(2), np.ones(2), np.ones(2), D=1.0))
+    with_d = SparseLQOSystem.from_dense(mor_lqo.LTISystem(-np.eye(2), np.ones(2), np.ones(2), D=1.0))
+    assert with_d.D.tolist() == [[1.0]] and with_d.to_dense().D.tolist() == [[1.0]]
 
 
 def test_singular_descriptor_matrix_raises():
