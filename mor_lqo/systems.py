@@ -77,6 +77,11 @@ def _symmetrize_m(M: np.ndarray) -> np.ndarray:
     return (M + MH) / 2
 
 
+def _rebuild_system(fields: dict) -> LQOSystem:
+    """Unpickling helper of :meth:`LQOSystem.__reduce__`."""
+    return LQOSystem._make(**fields)
+
+
 class LQOSystem:
     r"""Immutable linear-quadratic-output system (continuous or discrete, real or complex).
 
@@ -161,6 +166,13 @@ class LQOSystem:
         self._conv = convention if dt > 0 else "current"
         self._half = half
         self._cache = {}
+
+    def __reduce__(self):
+        """Pickle support (process pools, dask, ``pickle``): rebuilt through the validating constructor,
+        without the cache."""
+        fields = {"A": self._A, "lam": self._lam, "B": self._B, "C": self._C, "M": self._M, "D": self._D,
+                  "dt": self._dt, "convention": self._conv, "half": self._half}
+        return (_rebuild_system, (fields,))
 
     @classmethod
     def _make(cls, *, A=None, lam=None, B, C=None, M=None, D=None, dt=0.0, convention="current",
