@@ -73,6 +73,9 @@ class LowRankFactor:
         The cycled shift set (``shifts="cyclic"`` or fixed shifts); empty for projection shifts.
     switched : bool
         Whether a slow cyclic iteration was continued with projection shifts.
+    W : ndarray, shape (n, k_G) or None
+        Residual factor: the residual of :math:`ZZ^H` is :math:`WW^H` (before the final column
+        compression of Z, which changes it by at most rounding).
     """
 
     Z: np.ndarray
@@ -85,6 +88,7 @@ class LowRankFactor:
     tol: float
     cycle: np.ndarray = field(default_factory=lambda: np.array([], dtype=complex))
     switched: bool = False
+    W: np.ndarray | None = None
 
 
 def _check_tol(tol, maxiter):
@@ -365,7 +369,7 @@ def lradi(sys: SparseLQOSystem, G: np.ndarray, *, adjoint: bool = False, tol: fl
         Z = compress_columns(Z, _EPS)
     ok = bool(res <= tol) and _settled(incr, window, monitor_rtol, monitor is not None)
     return LowRankFactor(Z, float(res), tuple(history), it, ok, np.array(used), unstable, tol,
-                         batch if fixed else np.array([], dtype=complex), switched)
+                         batch if fixed else np.array([], dtype=complex), switched, W)
 
 
 def _settled(incr: list, window: int, rtol: float, active: bool) -> bool:

@@ -25,10 +25,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InvalidArgumentError, NotASystemError, RelativeErrorUndefinedError, SamplingTimeError, ShapeError
+from ..errors import (
+    InvalidArgumentError,
+    NotASystemError,
+    NumericalAccuracyError,
+    RelativeErrorUndefinedError,
+    SamplingTimeError,
+    ShapeError,
+)
 from ..norms import H2Parts, _difference
 from ..norms import h2_norm_parts as _dense_norm_parts
 from ..systems import LQOSystem
+from .estimate import norm_deficit_estimate
 from .gramians import DEFAULT_TOL, controllability_factor
 from .sylvester import sparse_dense_stein, sparse_dense_sylvester
 from .system import SparseLQOSystem, as_sparse_system
@@ -78,24 +86,51 @@ def _feedthrough_terms(sys: SparseLQOSystem, rom) -> float:
     return val
 
 
-def _strict_parts(sys: SparseLQOSystem, tol: float, maxiter: int, settle: float | None,
-                  info: dict | None) -> H2Parts:
-    """Low-rank squared h2 norm of the strictly proper part (D ignored)."""
-    fac = controllability_factor(sys, tol=tol, maxiter=maxiter, monitor_rtol=settle)
+NORM_ACCURACY = 1e-10  # required relative accuracy of the squared norm, by the deficit estimate
+_MIN_TOL = 1e-14  # tightest LR-ADI tolerance tried to meet it
+
+
+def _factor_parts(sys: SparseLQOSystem, fac) -> tuple[float, float]:
     Z = fac.Z
     lin = float(np.linalg.norm(np.asarray(sys.C) @ Z) ** 2)
     quad = 0.0
     if sys.M is not None:
         for Mj in sys.M:
             quad += float(np.linalg.norm(Z.conj().T @ (Mj @ Z)) ** 2)
+    return lin, quad
+
+
+def _strict_parts(sys: SparseLQOSystem, tol: float, maxiter: int, settle: float | None,
+                  info: dict | None, accuracy: float | None = None) -> H2Parts:
+    """Low-rank squared h2 norm of the strictly proper part (D ignored).
+
+    With ``accuracy``, the LR-ADI tolerance is divided by 100 until the deficit estimate
+    (:func:`~mor_lqo.sparse.estimate.norm_deficit_estimate`) is at most ``accuracy`` times the value.
+    """
+    t = tol
+    while True:
+        fac = controllability_factor(sys, tol=t, maxiter=maxiter, monitor_rtol=settle)
+        lin, quad = _factor_parts(sys, fac)
+        estimate = float("nan")
+        if accuracy is None:
+            break
+        estimate = norm_deficit_estimate(sys, fac, maxiter=maxiter) / max(lin + quad, np.finfo(float).tiny)
+        if estimate <= accuracy:
+            break
+        if t <= _MIN_TOL:
+            raise NumericalAccuracyError(
+                f"the low-rank h2 norm is not accurate to {accuracy:.1e}: its estimated relative deficit is "
+                f"{estimate:.2e} at LR-ADI tolerance {t:.0e} (pass a larger accuracy, or accuracy=None)")
+        t = max(t / 100, _MIN_TOL)
     if info is not None:
-        info.update(residual=fac.residual, iterations=fac.iterations, rank=Z.shape[1],
-                    factorizations=sys.lyap_system().solver().n_factorizations)
+        info.update(residual=fac.residual, iterations=fac.iterations, rank=fac.Z.shape[1], tol=t,
+                    error_estimate=estimate, factorizations=sys.lyap_system().solver().n_factorizations)
     return H2Parts(lin, quad)
 
 
 def h2_norm_parts(sys, *, method: str = "auto", tol: float = DEFAULT_TOL, maxiter: int = 500,
-                  info: dict | None = None, settle: float | None = None) -> H2Parts:
+                  info: dict | None = None, settle: float | None = None,
+                  accuracy: float | None = NORM_ACCURACY) -> H2Parts:
     r"""Squared h2 norm split into the linear part :math:`\|CZ_P\|_F^2` (+ D terms) and the quadratic part.
 
     Parameters
@@ -106,7 +141,14 @@ def h2_norm_parts(sys, *, method: str = "auto", tol: float = DEFAULT_TOL, maxite
         LR-ADI relative residual tolerance and step limit (low-rank path).
     info : dict, optional
         Filled with ``method``, and on the low-rank path ``residual`` (achieved relative Lyapunov
-        residual), ``iterations``, ``rank`` and ``factorizations``.
+        residual), ``iterations``, ``rank``, ``factorizations``, ``tol`` (the LR-ADI tolerance
+        finally used) and ``error_estimate`` (estimated relative deficit of the squared norm).
+    accuracy : float or None
+        Required relative accuracy of the squared norm (low-rank path). The residual tolerance alone
+        does not bound the error on non-normal operators, so the deficit of the squared norm is
+        estimated a posteriori (:func:`~mor_lqo.sparse.estimate.norm_deficit_estimate`, a coarse dual
+        LR-ADI that reuses the factorisations) and ``tol`` is divided by 100 until the estimate is
+        at most ``accuracy``. None: no estimate (``tol`` alone).
 
     Returns
     -------
@@ -119,7 +161,8 @@ def h2_norm_parts(sys, *, method: str = "auto", tol: float = DEFAULT_TOL, maxite
     Raises
     ------
     NumericalAccuracyError, UnstableSystemError
-        LR-ADI did not reach ``tol`` (never a silently inaccurate norm).
+        LR-ADI did not reach ``tol``, or ``accuracy`` was not met at tolerance 1e-14 (never a silently
+        inaccurate norm).
     """
     sys = _check(sys)
     dense = use_dense(sys, method)
@@ -130,22 +173,23 @@ def h2_norm_parts(sys, *, method: str = "auto", tol: float = DEFAULT_TOL, maxite
     sys = as_sparse_system(sys)
     if not sys.is_discrete and sys.has_feedthrough:
         return H2Parts(np.inf, 0.0)
-    lin, quad = _strict_parts(sys, tol, maxiter, settle, info)
+    lin, quad = _strict_parts(sys, tol, maxiter, settle, info, accuracy)
     if sys.is_discrete:
         lin += _feedthrough_terms(sys, sys)
     return H2Parts(max(lin, 0.0), max(quad, 0.0))
 
 
 def h2_norm(sys, *, method: str = "auto", tol: float = DEFAULT_TOL, maxiter: int = 500,
-            info: dict | None = None) -> float:
+            info: dict | None = None, accuracy: float | None = NORM_ACCURACY) -> float:
     r"""h2 norm :math:`\sqrt{\mathrm{tr}(CPC^H) + \sum_j\mathrm{tr}(PM_jPM_j)}` of a sparse system.
 
     See :func:`h2_norm_parts` for the parameters; ``inf`` for a continuous-time system with D != 0
-    (as :func:`mor_lqo.h2_norm`). The relative error of the squared norm is of the
-    order of the LR-ADI residual ``tol`` times the conditioning of the Lyapunov operator; the
-    default ``tol = 1e-10`` gives ~1e-10 relative on the benchmark problems (docs/sparse.md).
+    (as :func:`mor_lqo.h2_norm`). On the low-rank path the squared norm is accurate to ``accuracy``
+    (default 1e-10 relative) by an a-posteriori estimate (docs/sparse.md); the LR-ADI residual ``tol``
+    alone is not enough on non-normal operators.
     """
-    return float(np.sqrt(h2_norm_parts(sys, method=method, tol=tol, maxiter=maxiter, info=info).total))
+    return float(np.sqrt(h2_norm_parts(sys, method=method, tol=tol, maxiter=maxiter, info=info,
+                                       accuracy=accuracy).total))
 
 
 def _check_rom(sys, rom):
@@ -227,6 +271,7 @@ def error_system(sys: SparseLQOSystem, rom: LQOSystem) -> SparseLQOSystem:
 
 ERROR_TOL = 1e-12  # LR-ADI tolerance of h2_error (extra cyclic-shift steps cost solves, not factorisations)
 ERROR_SETTLE = 1e-10  # ... and the squared error must have settled to this relative level
+ERROR_ACCURACY = 1e-6  # estimated relative deficit of the squared error (error accurate to ~5e-7 relative)
 
 
 def h2_error(sys, rom: LQOSystem, *, relative: bool = False, method: str = "auto",
@@ -253,7 +298,8 @@ def h2_error(sys, rom: LQOSystem, *, relative: bool = False, method: str = "auto
         LR-ADI tolerance and step limit. The error-system route measures the residual relative to
         :math:`\|[B;\hat B]\|_2^2`, not to the (small) error; it therefore also iterates until the
         squared error has settled (the last shift cycle adds at most :data:`ERROR_SETTLE` = 1e-10 of
-        it), which resolves small errors (tests/sparse).
+        it), which resolves small errors (tests/sparse), and until the a-posteriori deficit estimate of
+        the squared error is at most :data:`ERROR_ACCURACY` = 1e-6 of it (:func:`h2_norm_parts`).
 
     Returns
     -------
@@ -292,7 +338,7 @@ def h2_error(sys, rom: LQOSystem, *, relative: bool = False, method: str = "auto
         e = float("inf")
     elif route == "error-system":
         e = float(np.sqrt(h2_norm_parts(error_system(sys, rom), method="lowrank", tol=tol, maxiter=maxiter,
-                                        settle=ERROR_SETTLE).total))
+                                        settle=ERROR_SETTLE, accuracy=ERROR_ACCURACY).total))
     else:
         e = _error_sylvester(sys, rom, tol, maxiter)
     if relative:
@@ -311,7 +357,7 @@ def _error_sylvester(sys: SparseLQOSystem, rom: LQOSystem, tol: float, maxiter: 
     else:  # D = D^ here: the feed-through cancels
         from ..norms import _without_d
 
-        full = _strict_parts(sys, tol, maxiter, None, None)
+        full = _strict_parts(sys, tol, maxiter, None, None, NORM_ACCURACY)
         red, inner = _dense_norm_parts(_without_d(rom)), _inner_strict(sys, rom)
     lin = _difference(full.linear, red.linear, inner.linear, "linear")
     quad = _difference(full.quadratic, red.quadratic, inner.quadratic, "quadratic")
