@@ -88,11 +88,11 @@ def _shared_shifts(sys: SparseLQOSystem):
 
 
 def observability_factor(sys: SparseLQOSystem, *, tol: float = DEFAULT_TOL, maxiter: int = 500,
-                         check: bool = True) -> LowRankFactor:
+                         check: bool = True, p_tol: float | None = None) -> LowRankFactor:
     r"""Low-rank factor of the (LQO) observability Gramian.
 
     :math:`A^HQE + E^HQA + C^HC + \sum_jM_jPM_j = 0`, :math:`Q \approx ZZ^H`, with P from
-    :func:`controllability_factor` (computed with ``tol / 10``) for LQO systems. If a cyclic
+    :func:`controllability_factor` (computed with ``p_tol``, default ``tol / 10``) for LQO systems. If a cyclic
     controllability factor is cached, its (conjugated) shifts are reused, and with them its sparse
     factorisations.
 
@@ -102,11 +102,12 @@ def observability_factor(sys: SparseLQOSystem, *, tol: float = DEFAULT_TOL, maxi
         Relative residual measured against :math:`\|G^HG\|_2`, G the compressed right-hand-side factor.
     """
     sys = sys.lyap_system()  # discrete time: the Cayley-transformed pencil
-    key = _key("ZQ", tol, maxiter)
+    p_tol = tol / 10 if p_tol is None else p_tol
+    key = _key("ZQ", tol, maxiter) + ((p_tol,) if sys.M is not None else ())
     if key not in sys._cache:
         ZP = None
         if sys.M is not None:
-            ZP = controllability_factor(sys, tol=tol / 10, maxiter=maxiter).Z
+            ZP = controllability_factor(sys, tol=p_tol, maxiter=maxiter).Z
         G = lqo_rhs(sys, ZP, tol / 10 if ZP is not None else None)
         sys._cache[key] = lradi(sys, G, adjoint=True, tol=tol, maxiter=maxiter, shifts=_shared_shifts(sys),
                                 fallback=True)
