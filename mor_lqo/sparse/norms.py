@@ -104,7 +104,8 @@ def _strict_parts(sys: SparseLQOSystem, tol: float, maxiter: int, settle: float 
                   info: dict | None, accuracy: float | None = None) -> H2Parts:
     """Low-rank squared h2 norm of the strictly proper part (D ignored).
 
-    With ``accuracy``, the LR-ADI tolerance is divided by 100 until the deficit estimate
+    With ``accuracy``, the LR-ADI tolerance is lowered (by at least 100, to ten times below the
+    proportional guess ``tol * accuracy / estimate``) until the deficit estimate
     (:func:`~mor_lqo.sparse.estimate.norm_deficit_estimate`) is at most ``accuracy`` times the value.
     """
     t = tol
@@ -121,7 +122,8 @@ def _strict_parts(sys: SparseLQOSystem, tol: float, maxiter: int, settle: float 
             raise NumericalAccuracyError(
                 f"the low-rank h2 norm is not accurate to {accuracy:.1e}: its estimated relative deficit is "
                 f"{estimate:.2e} at LR-ADI tolerance {t:.0e} (pass a larger accuracy, or accuracy=None)")
-        t = max(t / 100, _MIN_TOL)
+        # the deficit scales roughly like the residual: aim a factor 10 below the target, at least / 100
+        t = max(min(t / 100, t * accuracy / estimate / 10), _MIN_TOL)
     if info is not None:
         info.update(residual=fac.residual, iterations=fac.iterations, rank=fac.Z.shape[1], tol=t,
                     error_estimate=estimate, factorizations=sys.lyap_system().solver().n_factorizations)
@@ -147,8 +149,9 @@ def h2_norm_parts(sys, *, method: str = "auto", tol: float = DEFAULT_TOL, maxite
         Required relative accuracy of the squared norm (low-rank path). The residual tolerance alone
         does not bound the error on non-normal operators, so the deficit of the squared norm is
         estimated a posteriori (:func:`~mor_lqo.sparse.estimate.norm_deficit_estimate`, a coarse dual
-        LR-ADI that reuses the factorisations) and ``tol`` is divided by 100 until the estimate is
-        at most ``accuracy``. None: no estimate (``tol`` alone).
+        LR-ADI that reuses the factorisations) and ``tol`` is lowered until the estimate is
+        at most ``accuracy`` (by at least 100 per round, to ten times below the proportional guess
+        ``tol * accuracy / estimate``). None: no estimate (``tol`` alone).
 
     Returns
     -------
