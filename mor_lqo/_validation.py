@@ -71,6 +71,22 @@ def as_output_matrix(C, n: int) -> np.ndarray:
     return C
 
 
+def as_feedthrough(D, p: int, m: int) -> np.ndarray:
+    """Feed-through D as a (p, m) float64/complex128 array (a scalar only when p = m = 1).
+
+    Raises
+    ------
+    ShapeError
+        Any other shape.
+    """
+    D = as_float_or_complex(D, "D")
+    if D.ndim == 0 and p == 1 and m == 1:
+        D = D.reshape(1, 1)
+    if D.shape != (p, m):
+        raise ShapeError(f"D must have shape (p, m) = ({p}, {m}), got {D.shape}")
+    return D
+
+
 def check_dt(dt) -> float:
     """Validate a sampling time: 0 for continuous time, a positive finite float for discrete time."""
     if isinstance(dt, bool) or not isinstance(dt, numbers.Real):

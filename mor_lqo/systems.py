@@ -29,6 +29,7 @@ import scipy.linalg as sla
 
 from ._validation import (
     CONVENTIONS,
+    as_feedthrough,
     as_float_or_complex,
     as_input_matrix,
     as_output_matrix,
@@ -143,11 +144,7 @@ class LQOSystem:
             raise ShapeError("the system has no output: give C and/or M")
         p = C.shape[0] if C is not None else M.shape[0]
         if D is not None:
-            D = as_float_or_complex(D, "D")
-            if D.ndim == 0 and p == 1 and m == 1:
-                D = D.reshape(1, 1)
-            if D.shape != (p, m):
-                raise ShapeError(f"D must have shape (p, m) = ({p}, {m}), got {D.shape}")
+            D = as_feedthrough(D, p, m)
         dt = check_dt(dt)
         check_convention(convention)
         parts = [x for x in (A, lam, B, C, M, D) if x is not None]

@@ -28,7 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from .._validation import as_float_or_complex, as_input_matrix, as_output_matrix, check_dt
+from .._validation import as_feedthrough, as_float_or_complex, as_input_matrix, as_output_matrix, check_dt
 from ..errors import (
     DTypeError,
     MorLqoError,
@@ -146,11 +146,7 @@ class SparseLQOSystem:
         p = C.shape[0] if C is not None else len(Ms)
         m = B.shape[1]
         if D is not None:
-            D = as_float_or_complex(D, "D")
-            if D.ndim == 0 and p == 1 and m == 1:
-                D = D.reshape(1, 1)
-            if D.shape != (p, m):
-                raise ShapeError(f"D must have shape (p, m) = ({p}, {m}), got {D.shape}")
+            D = as_feedthrough(D, p, m)
         parts = [A.data, B] + ([] if C is None else [C]) + ([] if E is None else [E.data])
         parts += ([] if Ms is None else [Mj.data for Mj in Ms]) + ([] if D is None else [D])
         dtype = np.complex128 if any(np.iscomplexobj(x) for x in parts) else np.float64
