@@ -19,8 +19,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..errors import ProjectionBreakdownError, RelativeErrorUndefinedError, UnstableSystemError
-from ..norms import h2_error
+from ..errors import (
+    NumericalAccuracyError,
+    ProjectionBreakdownError,
+    RelativeErrorUndefinedError,
+    UnstableSystemError,
+)
+from ..norms import _without_d, h2_error
 from ..systems import LQOSystem
 from .balanced import orthonormal_basis, project
 from .system import SparseLQOSystem
@@ -84,11 +89,13 @@ def step_distance(new: LQOSystem, old: LQOSystem) -> float:
     The convergence measure of the sparse IRKA / TSIA: unlike the change of the poles or of the modal
     residues it does not depend on the parametrisation, so modes that carry no energy (e.g. the trailing
     modes of a ROM whose Hankel singular values fall to the rounding level, whose poles are not
-    determined) cannot hold the iteration up, and ill-conditioned eigenvectors do not inflate it.
+    determined) cannot hold the iteration up, and ill-conditioned eigenvectors do not inflate it. The
+    feed-through is left out (both ROMs carry the system's D; in continuous time it would make the norm
+    infinite). A pair whose distance cannot be evaluated counts as not converged.
     """
     try:
-        return float(h2_error(new, old, relative=True))
-    except (UnstableSystemError, RelativeErrorUndefinedError):
+        return float(h2_error(_without_d(new), _without_d(old), relative=True))
+    except (UnstableSystemError, RelativeErrorUndefinedError, NumericalAccuracyError):
         return float("inf")
 
 
