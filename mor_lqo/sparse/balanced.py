@@ -141,6 +141,6 @@ def balanced_truncation(sys, r: int, *, method: str = "auto", tol: float | None 
     info = {"residual_P": fP.residual, "residual_Q": fQ.residual, "ranks": (ZP.shape[1], ZQ.shape[1]),
             "factorizations": sys.lyap_system().solver().n_factorizations, "time_gramians": t1 - t0,
             "time_error": time.perf_counter() - t1}
-    return ReductionResult(rom=rom, h2_error=err, h2_norm=h2_norm(sys, method="lowrank", tol=tol, maxiter=maxiter),
+    return ReductionResult(rom=rom, h2_error=err, h2_norm=h2_norm(sys, method="lowrank", tol=fP.tol, maxiter=maxiter),
                            method="lqo-bt" if lqo else "bt", hsv=s,
                            error_bound=None if lqo else float(2 * np.sum(s[r:])), info=info)
