@@ -51,7 +51,6 @@ from .systems import LQOSystem
 
 __all__ = [
     "h2_error_parts_factored",
-    "h2_error_squared_factored",
     "MAX_FACTORED_ORDER",
     "MAX_REFINED_ORDER",
     "REFINE_DD_BELOW",
@@ -66,18 +65,6 @@ _DD_ROUNDING = 1e-26  # the refined value's rounding, relative to the cancelling
 
 def _dense(sys: LQOSystem) -> np.ndarray:
     return np.diag(sys.lam) if sys.is_diagonal else np.asarray(sys.A)
-
-
-def h2_error_squared_factored(sys: LQOSystem, rom: LQOSystem) -> float | None:
-    """Squared linear h2 error of two LTI systems from the error system's Gramian factor.
-
-    Returns None where this route does not apply (quadratic outputs, error system too large).
-    The systems must be stable and compatible (checked by the caller).
-    """
-    if sys.M is not None or rom.M is not None:
-        return None
-    parts = h2_error_parts_factored(sys, rom)
-    return None if parts is None else parts[0]
 
 
 def h2_error_parts_factored(sys: LQOSystem, rom: LQOSystem) -> tuple[float, float] | None:

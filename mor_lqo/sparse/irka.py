@@ -52,7 +52,7 @@ from ..errors import ConvergenceWarning, InvalidArgumentError, ProjectionBreakdo
 from ..reduction.irka import shifts_from_poles
 from ..reduction.result import ReductionResult
 from ..systems import LQOSystem
-from .accel import iterate, step_distance
+from .accel import _stable, iterate, step_distance
 from .balanced import balanced_truncation, orthonormal_basis
 from .gramians import DEFAULT_TOL
 from .lradi import _initial_shifts
@@ -118,10 +118,6 @@ def _bases(sys: SparseLQOSystem, rom: LQOSystem):
     if V.shape[1] != rom.order:
         raise ProjectionBreakdownError("sparse IRKA: the reduced poles are not conjugation-closed")
     return orthonormal_basis(V, "sparse IRKA: the V basis"), orthonormal_basis(W, "sparse IRKA: the W basis"), sigma
-
-
-def _stable(poles: np.ndarray, disc: bool) -> bool:
-    return bool(np.all(np.abs(poles) < 1) if disc else np.all(poles.real < 0))
 
 
 def _mirrored_shifts(poles: np.ndarray, disc: bool) -> np.ndarray:

@@ -108,6 +108,12 @@ def _strict_parts(sys: SparseLQOSystem, tol: float, maxiter: int, settle: float 
     proportional guess ``tol * accuracy / estimate``) until the deficit estimate
     (:func:`~mor_lqo.sparse.estimate.norm_deficit_estimate`) is at most ``accuracy`` times the value.
     """
+    key = ("norm_parts", float(tol), int(maxiter), settle, accuracy)
+    if key in sys._cache:  # the estimate and the tolerance search run once per system and setting
+        parts, details = sys._cache[key]
+        if info is not None:
+            info.update(details)
+        return parts
     t = tol
     while True:
         fac = controllability_factor(sys, tol=t, maxiter=maxiter, monitor_rtol=settle)
@@ -124,9 +130,11 @@ def _strict_parts(sys: SparseLQOSystem, tol: float, maxiter: int, settle: float 
                 f"{estimate:.2e} at LR-ADI tolerance {t:.0e} (pass a larger accuracy, or accuracy=None)")
         # the deficit scales roughly like the residual: aim a factor 10 below the target, at least / 100
         t = max(min(t / 100, t * accuracy / estimate / 10), _MIN_TOL)
+    details = {"residual": fac.residual, "iterations": fac.iterations, "rank": fac.Z.shape[1], "tol": t,
+               "error_estimate": estimate, "factorizations": sys.lyap_system().solver().n_factorizations}
+    sys._cache[key] = (H2Parts(lin, quad), details)
     if info is not None:
-        info.update(residual=fac.residual, iterations=fac.iterations, rank=fac.Z.shape[1], tol=t,
-                    error_estimate=estimate, factorizations=sys.lyap_system().solver().n_factorizations)
+        info.update(details)
     return H2Parts(lin, quad)
 
 

@@ -22,20 +22,12 @@ import scipy.linalg as sla
 import scipy.sparse.linalg as spla
 
 from ..errors import InvalidArgumentError
-from ..reduction.optimality import OptimalityResiduals
+from ..reduction.optimality import OptimalityResiduals, _n2, _ratio
 from ..systems import LQOSystem
 from .sylvester import sparse_dense_sylvester
 from .system import as_sparse_system
 
 __all__ = ["h2_optimality_residuals"]
-
-
-def _n2(X) -> float:
-    return float(np.linalg.norm(X, 2)) if np.size(X) else 0.0
-
-
-def _ratio(num: float, den: float) -> float:
-    return 0.0 if num == 0 else (float(num / den) if den else float("inf"))
 
 
 def h2_optimality_residuals(sys, rom: LQOSystem) -> OptimalityResiduals:

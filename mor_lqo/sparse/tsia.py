@@ -29,10 +29,9 @@ from .._validation import check_order
 from ..errors import ConvergenceWarning, InvalidArgumentError, SamplingTimeError
 from ..reduction.result import ReductionResult
 from ..systems import LQOSystem
-from .accel import iterate, step_distance
+from .accel import _stable, iterate, step_distance
 from .balanced import orthonormal_basis, project
 from .gramians import DEFAULT_TOL
-from .irka import _stable
 from .norms import _check, _dense, h2_error, h2_norm, use_dense
 from .sylvester import sparse_dense_stein, sparse_dense_sylvester
 from .system import SparseLQOSystem, as_sparse_system
