@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["s4d_sd", "lqo_sd"]
+__all__ = ["s4d_sd", "lqo_sd", "truncate_s4d", "truncate_lqo"]
 
 
 def _io_params(rng, H, d_in, n_out):
@@ -56,3 +56,30 @@ def lqo_sd(rng, H=5, P=(6, 4), R=(2, 1), d_in=1, n_out=5):
         sd[q + "norm.weight"] = (1 + 0.1 * rng.standard_normal(H)).astype(f)
         sd[q + "norm.bias"] = (0.1 * rng.standard_normal(H)).astype(f)
     return sd
+
+
+def truncate_s4d(sd, keep, perturb=0.0, rng=None):
+    """Keep the first keep[i] modes of layer i (and optionally perturb the kept C)."""
+    out = dict(sd)
+    for i, k in enumerate(keep):
+        p = f"s4_layers.{i}.kernel."
+        for n in ("C", "log_A_real", "A_imag"):
+            out[p + n] = sd[p + n][:, :k].copy()
+        if perturb:
+            out[p + "C"] = (out[p + "C"] * (1 + perturb * rng.standard_normal(out[p + "C"].shape))).astype(np.float32)
+    return out
+
+
+def truncate_lqo(sd, keep, perturb=0.0, rng=None):
+    out = dict(sd)
+    for i, k in enumerate(keep):
+        p = f"layers.{i}.ssm."
+        for n in ("log_A_real", "A_imag"):
+            out[p + n] = sd[p + n][:k].copy()
+        out[p + "B"] = sd[p + "B"][:k].copy()
+        out[p + "C"] = sd[p + "C"][:, :k].copy()
+        out[p + "U"] = sd[p + "U"][:, :, :k].copy()
+        if perturb:
+            for n in ("C", "U"):
+                out[p + n] = (out[p + n] * (1 + perturb * rng.standard_normal(out[p + n].shape))).astype(np.float32)
+    return out

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 import pytest
-from deep_builders import lqo_sd, s4d_sd
+from deep_builders import lqo_sd, s4d_sd, truncate_lqo, truncate_s4d
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -36,36 +36,6 @@ from mor_lqo.systems import LQOSystem
 
 # absolute slack for measured <= bound: both sides are float64 forward passes of O(1..100) logits
 ROUND = 1e-9
-
-
-# ---------------------------------------------------------------------------------------------
-# random models and compressions
-# ---------------------------------------------------------------------------------------------
-def truncate_s4d(sd, keep, perturb=0.0, rng=None):
-    """Keep the first keep[i] modes of layer i (and optionally perturb the kept C)."""
-    out = dict(sd)
-    for i, k in enumerate(keep):
-        p = f"s4_layers.{i}.kernel."
-        for n in ("C", "log_A_real", "A_imag"):
-            out[p + n] = sd[p + n][:, :k].copy()
-        if perturb:
-            out[p + "C"] = (out[p + "C"] * (1 + perturb * rng.standard_normal(out[p + "C"].shape))).astype(np.float32)
-    return out
-
-
-def truncate_lqo(sd, keep, perturb=0.0, rng=None):
-    out = dict(sd)
-    for i, k in enumerate(keep):
-        p = f"layers.{i}.ssm."
-        for n in ("log_A_real", "A_imag"):
-            out[p + n] = sd[p + n][:k].copy()
-        out[p + "B"] = sd[p + "B"][:k].copy()
-        out[p + "C"] = sd[p + "C"][:, :k].copy()
-        out[p + "U"] = sd[p + "U"][:, :, :k].copy()
-        if perturb:
-            for n in ("C", "U"):
-                out[p + n] = (out[p + n] * (1 + perturb * rng.standard_normal(out[p + n].shape))).astype(np.float32)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
