@@ -9,8 +9,9 @@ SSM tensors of **every** layer at once, in the layout's own parametrisation: the
 with them the parameter count, do not change.
 
 The descent uses the differentiable transcription :class:`~mor_lqo.torch.bound_terms.TheoremThreeBound`
-(Adam on minibatches, the full calibration mean evaluated every ``eval_every`` steps, the best iterate
-kept). The result is then cast to the checkpoint's dtype, rebuilt as a numpy model and **certified** by
+(Adam on minibatches; every ``eval_every`` steps the full calibration mean is evaluated, and an
+evaluation without progress restarts from the best iterate with half the step size). The result is
+then cast to the checkpoint's dtype, rebuilt as a numpy model and **certified** by
 :func:`mor_lqo.deep.bound.output_error_bound` (the smallest of Theorems 1–3) on the calibration inputs;
 if the certified mean bound did not decrease, the start is returned unchanged. Unlike the per-layer h2
 fits, the objective couples the layers: an early layer's error is weighed by how the later (reduced)
@@ -88,7 +89,8 @@ def minimise_bound(model, compressed, inputs, *, steps: int = 200, lr: float = 3
     steps : int
         Adam steps.
     lr : float
-        Adam step size (the SSM tensors are logarithms, frequencies and readouts of order one).
+        Initial Adam step size (the SSM tensors are logarithms, frequencies and readouts of order one).
+        An evaluation that finds no better admissible iterate restores the best one and halves the step.
     batch_size : int
         Sequences per step.
     eval_every : int
@@ -128,7 +130,8 @@ def minimise_bound(model, compressed, inputs, *, steps: int = 200, lr: float = 3
     params = {k: torch.tensor(np.asarray(sd0[k], np.float64), requires_grad=True) for k in keys}
     nb = ev.inputs.shape[0]
     rng = np.random.default_rng(seed)
-    opt = torch.optim.Adam(list(params.values()), lr=lr)
+    step_size = lr
+    opt = torch.optim.Adam(list(params.values()), lr=step_size)
 
     def evaluate(step: int) -> tuple[float, bool]:
         with torch.no_grad():
@@ -159,6 +162,12 @@ def minimise_bound(model, compressed, inputs, *, steps: int = 200, lr: float = 3
             val, ok = evaluate(step)
             if ok and val < best:
                 best, best_params = val, {k: v.detach().clone() for k, v in params.items()}
+            else:  # back to the best iterate with half the step size
+                with torch.no_grad():
+                    for k, v in params.items():
+                        v.copy_(best_params[k])
+                step_size *= 0.5
+                opt = torch.optim.Adam(list(params.values()), lr=step_size)
     return _finish(model, compressed, sd0, best_params, ev.inputs, history, t0)
 
 
