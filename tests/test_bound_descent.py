@@ -128,6 +128,14 @@ def test_error_guard_keeps_the_measured_error(family):
     assert res.bound_after <= res.bound_before
 
 
+def test_overlong_steps_are_halved_not_fatal():
+    """Steps so long that the exponentials overflow give non-finite iterates; the descent backs off."""
+    m, mc, x = _pair("lqo", 8, perturb=1.0)
+    res = minimise_bound(m, mc, x, steps=30, lr=50.0, batch_size=8, eval_every=5, max_error_increase=None)
+    assert len(res.history) >= 2 and not all(np.isfinite([h["mean_bound"] for h in res.history]))
+    assert np.isfinite(res.bound_after) and res.bound_after <= res.bound_before
+
+
 def test_zero_steps_returns_the_start():
     m, mc, x = _pair("s4d", 6)
     res = minimise_bound(m, mc, x, steps=0)
@@ -142,6 +150,8 @@ def test_bad_arguments():
         minimise_bound(m, mc, x, steps=-1)
     with pytest.raises(InvalidArgumentError):
         minimise_bound(m, mc, x, batch_size=0)
+    with pytest.raises(InvalidArgumentError):
+        minimise_bound(m, mc, x, max_error_increase=-0.1)
     other, _, _ = _pair("lqo", 7)
     with pytest.raises(LayoutError):
         minimise_bound(m, other, x, steps=1)

@@ -113,14 +113,16 @@ def minimise_bound(model, compressed, inputs, *, steps: int = 200, lr: float = 3
     LayoutError
         If ``compressed`` is not a compression of ``model``.
     InvalidArgumentError
-        If ``steps`` < 0, ``batch_size`` < 1 or ``eval_every`` < 1.
+        If ``steps`` < 0, ``batch_size`` < 1, ``eval_every`` < 1 or ``max_error_increase`` < 0.
     NonFiniteError
-        If the bound becomes non-finite during the descent.
+        If the start's bound is not finite (a non-finite iterate later only halves the step).
     """
     if steps < 0 or batch_size < 1 or eval_every < 1:
         raise InvalidArgumentError(
             f"steps must be >= 0 and batch_size, eval_every >= 1; got {steps}, {batch_size}, {eval_every}"
         )
+    if max_error_increase is not None and not (np.isfinite(max_error_increase) and max_error_increase >= 0):
+        raise InvalidArgumentError(f"max_error_increase must be None or a number >= 0, got {max_error_increase!r}")
     t0 = time.perf_counter()
     _check_pair(model, compressed)
     ev = BoundEvaluator(model, inputs=inputs)
@@ -134,11 +136,17 @@ def minimise_bound(model, compressed, inputs, *, steps: int = 200, lr: float = 3
     opt = torch.optim.Adam(list(params.values()), lr=step_size)
 
     def evaluate(step: int) -> tuple[float, bool]:
-        with torch.no_grad():
-            vals = [fn(params, np.arange(s, min(nb, s + batch_size))) for s in range(0, nb, batch_size)]
-        val = float(torch.cat(vals).mean())
-        if not np.isfinite(val):
-            raise NonFiniteError("the bound became non-finite during the descent; lower lr")
+        try:
+            with torch.no_grad():
+                vals = [fn(params, np.arange(s, min(nb, s + batch_size))) for s in range(0, nb, batch_size)]
+            val = float(torch.cat(vals).mean())
+        except RuntimeError:  # torch.linalg on non-finite iterates
+            val = float("nan")
+        if not np.isfinite(val):  # a step too long for the exponentials: not admissible, the step is halved
+            if step == 0:
+                raise NonFiniteError("the bound of the start is not finite")
+            history.append({"step": step, "mean_bound": val, "measured_mean": float("nan")})
+            return val, False
         err = float(np.mean(measured_output_error(model, _rebuild(compressed, sd0, params), ev.inputs)))
         history.append({"step": step, "mean_bound": val, "measured_mean": err})
         ok = max_error_increase is None or err <= (1.0 + max_error_increase) * history[0]["measured_mean"]
@@ -155,11 +163,16 @@ def minimise_bound(model, compressed, inputs, *, steps: int = 200, lr: float = 3
         idx = order[pos : pos + batch_size]
         pos += batch_size
         opt.zero_grad()
-        loss = fn(params, idx).mean()
-        loss.backward()
-        opt.step()
-        if step % eval_every == 0 or step == steps:
-            val, ok = evaluate(step)
+        try:
+            loss = fn(params, idx).mean()
+            stepped = bool(torch.isfinite(loss))
+        except RuntimeError:  # torch.linalg on non-finite iterates
+            stepped = False
+        if stepped:
+            loss.backward()
+            opt.step()
+        if not stepped or step % eval_every == 0 or step == steps:
+            val, ok = evaluate(step) if stepped else (float("nan"), False)
             if ok and val < best:
                 best, best_params = val, {k: v.detach().clone() for k, v in params.items()}
             else:  # back to the best iterate with half the step size
