@@ -274,15 +274,25 @@ def test_bound_method_keeps_the_candidate_with_the_smallest_bound(which, seed):
     al = res.allocation
     assert {"uniform", "first-order bound"} <= set(al["candidates"])
     means = {k: v["mean_bound"] for k, v in al["candidates"].items()}
-    assert al["chosen"] == min(means, key=means.get)
+    errs = {k: v["mean_error"] for k, v in al["candidates"].items()}
+    admissible = {k: v for k, v in means.items() if errs[k] <= errs["uniform"] * (1 + 1e-9)}
+    assert al["chosen"] == min(admissible, key=admissible.get)
+    assert al["rejected"] == [k for k in means if k not in admissible and means[k] < means[al["chosen"]]]
     assert [lay["order_after"] for lay in res.layers] == al["candidates"][al["chosen"]]["orders"]
     b = output_error_bound(model, res.model, inputs=x)
     assert np.mean(b.per_sample) == pytest.approx(means[al["chosen"]], rel=1e-4)
     assert b.value == pytest.approx(al["value"], rel=1e-4)
+    # the guard's error is the written model's measured error (independent route: its own forward pass)
+    assert np.mean(b.measured) == pytest.approx(errs[al["chosen"]], rel=1e-4)
     assert res.params["ssm"]["after"] <= al["budget"] + 1e-9 and al["spent"] <= al["budget"] + 1e-9
     assert res.summary()["allocation"]["chosen"] == al["chosen"]
-    warned = any("tends to starve the last layers" in n for n in res.notes)
-    assert warned == (al["chosen"] != "uniform")
+    assert any("preferred the" in n for n in res.notes) == (al["chosen"] != "uniform")
+    assert sum("guard rejected it" in n for n in res.notes) == len(al["rejected"])
+    # without the guard the bound alone decides
+    raw = compress(model, method="bound", ratio=0.5, inputs=x, progress=False, executor="serial",
+                   options={"error_guard": False}).allocation
+    raw_means = {k: v["mean_bound"] for k, v in raw["candidates"].items()}
+    assert raw["chosen"] == min(raw_means, key=raw_means.get) and raw["rejected"] == []
 
 def test_h2_is_better_than_modal_on_data(s4d_model, rng):
     x = np.cumsum(rng.standard_normal((32, 30)), axis=1) / 5

@@ -47,8 +47,11 @@ parameter counts. Per-block work is a list of picklable tasks run through a
     a-posteriori bound), and the candidate with the smallest a-posteriori bound (mean over the calibration
     inputs) is kept (``CompressionResult.allocation``). With the budget fixed, the first-order bound
     :math:`\sum_l w_l e_l` separates over layers, so its joint minimisation over the blocks' parameters is
-    the per-layer h2 minimisation; the coupling between layers is the split of the budget. Needs
-    calibration inputs and a reference model.
+    the per-layer h2 minimisation; the coupling between layers is the split of the budget. A guard admits
+    only candidates whose measured mean logit error on the calibration inputs is at most that of uniform
+    orders (the bound is loose for early-layer errors and alone tends to starve the last layers;
+    ``options={"error_guard": False}`` ranks by the bound alone). Needs calibration inputs and a reference
+    model.
 
 Orders are *real* orders per unit (per channel for S4/S4D, per layer for S5/LRU/LQO), i.e. twice the
 number of stored complex modes; the layouts store conjugate pairs, so orders are even.

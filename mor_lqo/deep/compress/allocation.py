@@ -6,6 +6,11 @@ reduced block by block with the data-weighted finite-horizon h2 fit (the method 
 each layer's injected output error on the calibration trajectories: the leading term of Theorems 2–3), and
 the candidate with the smallest a-posteriori bound (Theorems 1–3, mean over the calibration sequences) is
 kept. Uniform orders come first, so a tie keeps them.
+
+The bound is loose for errors injected in early layers, so on its own it tends to starve the last layers
+(docs/results.md §4). A **guard** therefore admits only candidates whose measured mean logit error on the
+calibration sequences is at most the uniform candidate's (:func:`calibration_error`; uniform orders are
+always admissible); ``options={"error_guard": False}`` ranks by the bound alone.
 """
 
 from __future__ import annotations
@@ -95,6 +100,41 @@ def _bound_candidates(ev, blocks, budget, pm, ex, progress, options, scores, inp
     return cands
 
 
+def _block_output(red, u: np.ndarray, siso: bool) -> np.ndarray:
+    """Output (batch, L, H) of a reduced block (``ssm_params`` format) on the input ``u`` (batch, L, H)."""
+    from ..bound import s4d_kernels
+    from ..bound_hybrid import causal_conv_channels
+
+    if siso:
+        return causal_conv_channels(u, s4d_kernels(red, u.shape[1]))
+    lam = np.asarray(red["Lambda_bar"], np.complex128)
+    bu = u.astype(np.complex128) @ np.asarray(red["B_bar"], np.complex128).T
+    x = np.empty_like(bu)
+    xk = np.zeros((u.shape[0], lam.size), np.complex128)
+    for k in range(u.shape[1]):
+        xk = lam * xk + bu[:, k]
+        x[:, k] = xk
+    y = float(red["kappa"]) * (x @ np.asarray(red["C"], np.complex128).T).real
+    for j, Mj in enumerate(np.asarray(red["M"], np.complex128)):
+        y[..., j] += np.sum(np.conj(x) * (x @ Mj.T), axis=-1).real
+    D = np.asarray(red["D"], np.float64)
+    return y + (u * D if D.ndim == 1 else u @ D.T)
+
+
+def calibration_error(ev, params) -> np.ndarray:
+    r"""Measured logit error :math:`\|f(x) - \hat f(x)\|` per calibration sequence of the network whose blocks
+    are replaced by ``params`` (one ``ssm_params``-format dict per layer), computed without writing it back.
+
+    The bound method's guard: a candidate allocation is admissible only if its mean error is at most the
+    uniform candidate's (``options={"error_guard": False}`` turns the guard off).
+    """
+    ref = ev.model
+    u = ref.encode(ev.inputs)
+    for i, red in enumerate(params):
+        u = ref.post_ssm(i, _block_output(red, u, isinstance(ref, S4DModel)), u)
+    return np.linalg.norm(ref.decode(u) - ref.forward(ev.inputs), axis=-1)
+
+
 def _bound_method(ref, blocks, x_cal, budget, pm, ex, progress, options, scores, weights=None, inputs=None,
                   n_chunks: int = 1):
     """Orders and reduced blocks of the bound method (module docstring): ``(orders, results, info)``."""
@@ -121,19 +161,24 @@ def _bound_method(ref, blocks, x_cal, budget, pm, ex, progress, options, scores,
         grouped[k][0].append(t)
         grouped[k][1].append(o)
     reduced = {k: _collect(ts, os_)[k[0]] for k, (ts, os_) in grouped.items()}
-    scored = {}
+    scored, errors = {}, {}
     for cname, orders in cands.items():
         params = [_layer_params(reduced[(b.name, orders[b.name])]["modes"] if orders[b.name] < b.order
                                 else [u.modes for u in b.units], siso) for b in blocks]
         res = ev.evaluate(params, [b.name for b in blocks])
         scored[cname] = (float(np.mean(res.per_sample)), res)
-    best = min(scored, key=lambda k: scored[k][0])  # dicts keep insertion order: a tie keeps "uniform"
+        errors[cname] = float(np.mean(calibration_error(ev, params)))
+    guard = bool(options.get("error_guard", True))
+    admissible = [k for k in scored if not guard or errors[k] <= errors["uniform"] * (1.0 + 1e-9)]
+    best = min(admissible, key=lambda k: scored[k][0])  # dicts keep insertion order: a tie keeps "uniform"
+    rejected = [k for k in scored if k not in admissible and scored[k][0] < scored[best][0]]
     orders, res_bound = cands[best], scored[best][1]
     results = {b.name: reduced[(b.name, orders[b.name])] for b in blocks if orders[b.name] < b.order}
     info = {"orders": orders, "value": res_bound.value, "chosen": best, "budget": budget,
             "spent": sum(pm[b.name][0] + pm[b.name][1] * (orders[b.name] // 2) for b in blocks),
             "weights": {b.name: lb.weight for b, lb in zip(blocks, res_bound.layers)},
+            "rejected": rejected,
             "candidates": {k: {"orders": [cands[k][b.name] for b in blocks], "mean_bound": v[0],
-                               "max_bound": v[1].value} for k, v in scored.items()}}
+                               "max_bound": v[1].value, "mean_error": errors[k]} for k, v in scored.items()}}
     return orders, results, info
 

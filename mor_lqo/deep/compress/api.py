@@ -130,7 +130,9 @@ def compress(model_or_state_dict, method: str = DEFAULT_METHOD, ratio=None, orde
         fell by less than 0.1 % over 20 iterations; None: never) for the data-weighted fit of MIMO/LQO
         blocks, ``allocate``: ``"uniform"`` (default) or ``"data"`` — with ``"h2"`` and calibration data
         on a model of MIMO/LQO blocks only, the same parameter budget split over the blocks by
-        :mod:`~mor_lqo.deep.compress.data_allocation`).
+        :mod:`~mor_lqo.deep.compress.data_allocation`), ``error_guard`` (``"bound"``, default True: a
+        candidate split is admissible only if its measured calibration error is at most that of uniform
+        orders).
     **settings
         Layout settings not stored in the checkpoint (see :func:`mor_lqo.adapters.extract`).
 

@@ -307,14 +307,18 @@ def closing_notes(method: str, net: Network, bound_info: dict | None, weighted: 
         cands = "; ".join(f"{k} {v['orders']}: {v['mean_bound']:.4g}" for k, v in bound_info["candidates"].items())
         notes.append(f"bound allocation: orders {bound_info['orders']} ({bound_info['chosen']}), bound "
                      f"{bound_info['value']:.4g}; mean bound on the calibration inputs per candidate: {cands}")
-        if bound_info["chosen"] != "uniform":
-            ratio = (bound_info["candidates"][bound_info["chosen"]]["mean_bound"]
-                     / max(bound_info["candidates"]["uniform"]["mean_bound"], 1e-300))
-            notes.append(f"the bound preferred the {bound_info['chosen']} split to uniform orders (mean bound "
-                         f"{ratio:.3g}x the uniform one). The bound is tight for errors injected in the last "
-                         "layers and loose for early ones, so it tends to starve the last layers; on the "
-                         "benchmark models that lost accuracy in 9 of 20 cells (docs/results.md), so compare "
-                         "with method='h2' on held-out data")
+        cand, chosen = bound_info["candidates"], bound_info["chosen"]
+        if chosen != "uniform":
+            ratio = cand[chosen]["mean_bound"] / max(cand["uniform"]["mean_bound"], 1e-300)
+            notes.append(f"the bound preferred the {chosen} split to uniform orders (mean bound {ratio:.3g}x the "
+                         f"uniform one; mean calibration error {cand[chosen]['mean_error']:.4g} vs "
+                         f"{cand['uniform']['mean_error']:.4g}); compare with method='h2' on held-out data")
+        for k in bound_info.get("rejected", []):
+            notes.append(f"the {k} split {cand[k]['orders']} had a smaller bound ({cand[k]['mean_bound']:.4g}) but "
+                         f"a larger measured error on the calibration inputs ({cand[k]['mean_error']:.4g} vs "
+                         f"{cand['uniform']['mean_error']:.4g} for uniform orders), so the guard rejected it: the "
+                         "bound is loose for errors injected in early layers and tends to starve the last layers "
+                         "(options={'error_guard': False} ranks by the bound alone)")
     if net.length is not None and method in ("h2", "bound") and any(len(b.units) > 1 for b in net.lti):
         notes.append(f"per-channel blocks were fitted in the finite-horizon h2 norm over the first {net.length} "
                      "lags" + (" (weighted by the calibration inputs)" if weighted else "")
