@@ -104,16 +104,11 @@ def _block_output(red, u: np.ndarray, siso: bool) -> np.ndarray:
     """Output (batch, L, H) of a reduced block (``ssm_params`` format) on the input ``u`` (batch, L, H)."""
     from ..bound import s4d_kernels
     from ..bound_hybrid import causal_conv_channels
+    from ..bound_taylor import _states
 
     if siso:
         return causal_conv_channels(u, s4d_kernels(red, u.shape[1]))
-    lam = np.asarray(red["Lambda_bar"], np.complex128)
-    bu = u.astype(np.complex128) @ np.asarray(red["B_bar"], np.complex128).T
-    x = np.empty_like(bu)
-    xk = np.zeros((u.shape[0], lam.size), np.complex128)
-    for k in range(u.shape[1]):
-        xk = lam * xk + bu[:, k]
-        x[:, k] = xk
+    x = _states(np.asarray(red["Lambda_bar"], np.complex128), np.asarray(red["B_bar"], np.complex128), u)
     y = float(red["kappa"]) * (x @ np.asarray(red["C"], np.complex128).T).real
     for j, Mj in enumerate(np.asarray(red["M"], np.complex128)):
         y[..., j] += np.sum(np.conj(x) * (x @ Mj.T), axis=-1).real
