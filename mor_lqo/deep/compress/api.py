@@ -51,8 +51,10 @@ class CompressionResult:
     allocation : dict or None
         Bound method only: ``orders`` (real order per block), ``chosen`` (the candidate allocation kept),
         ``value`` (its a-posteriori bound, max over the calibration inputs), ``budget``/``spent`` (SSM
-        parameters) and ``candidates`` (``{name: {"orders", "mean_bound", "max_bound"}}`` for "uniform",
-        "first-order bound" and, for MIMO/LQO layers, "data").
+        parameters), ``candidates`` (``{name: {"orders", "mean_bound", "max_bound", "mean_error"}}`` for
+        "uniform", "first-order bound" and, for MIMO/LQO layers, "data"; ``mean_error`` is the measured mean
+        logit error on the calibration inputs) and ``rejected`` (candidates with a smaller bound than the
+        chosen one that the error guard rejected).
     """
 
     state_dict: Mapping
