@@ -49,6 +49,10 @@ def _norm(x: torch.Tensor) -> torch.Tensor:
     return _sqrt(torch.sum(x * x, dim=-1))
 
 
+def _norm_c(x: torch.Tensor) -> torch.Tensor:
+    return _sqrt(torch.sum(x.real**2 + x.imag**2, dim=-1))
+
+
 def _complex(x: torch.Tensor) -> torch.Tensor:
     return torch.complex(x[..., 0], x[..., 1])
 
@@ -269,6 +273,3 @@ class TheoremThreeBound:
         Wd = self.sd["decoder.weight"]
         return _norm(S.mean(dim=1) @ Wd.T) + ev.dec_norm * rho.mean(dim=1)
 
-
-def _norm_c(x: torch.Tensor) -> torch.Tensor:
-    return _sqrt(torch.sum(x.real**2 + x.imag**2, dim=-1))
