@@ -155,3 +155,13 @@ def test_bad_arguments():
     other, _, _ = _pair("lqo", 7)
     with pytest.raises(LayoutError):
         minimise_bound(m, other, x, steps=1)
+
+
+@pytest.mark.slow
+def test_benchmark_script_runs(capsys):
+    """benchmarks/bound_descent.py end to end on the bundled S4D model (tiny settings, about 20 s)."""
+    from benchmarks.bound_descent import main
+
+    main(["--models", "mnist1d_s4d", "--ratios", "1/2", "--steps", "2", "--calibration", "16", "--test", "50"])
+    rows = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| mnist1d_s4d")]
+    assert [r.split("|")[3].strip() for r in rows] == ["h2 start", "bare", "guarded"]
