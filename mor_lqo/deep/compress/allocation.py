@@ -127,7 +127,7 @@ def calibration_error(ev, params) -> np.ndarray:
     u = ref.encode(ev.inputs)
     for i, red in enumerate(params):
         u = ref.post_ssm(i, _block_output(red, u, isinstance(ref, S4DModel)), u)
-    return np.linalg.norm(ref.decode(u) - ref.forward(ev.inputs), axis=-1)
+    return np.linalg.norm(ref.decode(u) - ref.decode(ev._stats[-1]["Y"]), axis=-1)  # Y: original trajectory
 
 
 def _bound_method(ref, blocks, x_cal, budget, pm, ex, progress, options, scores, weights=None, inputs=None,
