@@ -108,6 +108,15 @@ def minimise_bound(model, compressed, inputs, *, steps: int = 200, lr: float = 3
     -------
     BoundDescentResult
 
+    Examples
+    --------
+    >>> from mor_lqo.deep import generate_mnist1d, load_bundled_model          # doctest: +SKIP
+    >>> from mor_lqo.deep.compress import compress                            # doctest: +SKIP
+    >>> model = load_bundled_model("lqo"); x = generate_mnist1d(seed=42)["x"][:200]  # doctest: +SKIP
+    >>> start = compress(model, "h2", ratio="1/4", inputs=x).model            # doctest: +SKIP
+    >>> res = minimise_bound(model, start, x)                                  # doctest: +SKIP
+    >>> res.bound_before, res.bound_after, res.improved                        # doctest: +SKIP
+
     Raises
     ------
     LayoutError
