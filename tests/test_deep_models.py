@@ -11,7 +11,7 @@ from functools import partial
 
 import numpy as np
 import pytest
-from deep_builders import lqo_sd, s4d_sd
+from deep_builders import lqo_sd, s4d_sd, truncate_lqo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -259,15 +259,7 @@ def test_reduced_and_padded_s4d_state_dicts():
 def test_reduced_lqo_state_dict():
     rng = np.random.default_rng(6)
     sd = random_lqo_sd(rng, P=(7, 7), R=(2, 2))
-    red = dict(sd)
-    for i, m in enumerate((3, 5)):
-        p = f"layers.{i}.ssm."
-        for k in ("log_A_real", "A_imag"):
-            red[p + k] = sd[p + k][:m].copy()
-        red[p + "B"] = sd[p + "B"][:m].copy()
-        red[p + "C"] = sd[p + "C"][:, :m].copy()
-        red[p + "U"] = sd[p + "U"][:, :, :m].copy()
-    r = LQOModel.from_state_dict(red)
+    r = LQOModel.from_state_dict(truncate_lqo(sd, (3, 5)))
     assert r.n_modes == (3, 5) and r.rank == (2, 2)
     assert np.all(np.isfinite(r.forward(rng.standard_normal((2, 8)))))
 
