@@ -101,6 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
                    help="a layout setting the checkpoint does not record, e.g. --set dt_transform=softplus "
                         "--set n_groups=8 (repeatable; see docs/adapters.md)")
+    c.add_argument("--option", dest="options", action="append", default=[], metavar="KEY=VALUE",
+                   help="a method option, e.g. --option error_guard=false --option data_iters=400 or "
+                        "--option data_stall=20,1e-3 (repeatable; see docs/cli.md)")
+    c.add_argument("--descend-bound", type=int, metavar="STEPS",
+                   help="after the reduction, minimise the output-error bound over all reduced blocks jointly "
+                        "for STEPS gradient steps (S4D and LQO models; needs torch and calibration inputs)")
+    c.add_argument("--descent-guard", default="0", metavar="FRACTION|none",
+                   help="keep only descent iterates whose calibration error is at most (1 + FRACTION) times the "
+                        "start's (default 0); 'none' minimises the bound alone")
     c.add_argument("--model", metavar="PKG.MODULE:FACTORY",
                    help="build your torch module with this factory, load CHECKPOINT into it, calibrate on --data and "
                         "write a checkpoint of the same kind (needs torch)")
@@ -191,6 +200,33 @@ def parse_settings(items: Sequence[str]) -> dict[str, Any]:
                     pass
         out[key.strip()] = value
     return out
+
+
+def method_options(args) -> dict[str, Any]:
+    """``--option KEY=VALUE`` items as checked method options; a value with commas becomes a tuple."""
+    from .deep.compress import CompressionError, check_options
+
+    raw = parse_settings(getattr(args, "options", None) or [])
+    for key, value in raw.items():
+        if isinstance(value, str) and "," in value:
+            raw[key] = tuple(parse_settings([f"v={v}"])["v"] for v in value.split(","))
+    try:
+        return check_options(raw)
+    except CompressionError as exc:
+        raise CLIError(str(exc), EXIT_USAGE) from exc
+
+
+def descent_guard(text: str) -> float | None:
+    """``--descent-guard``: a fraction >= 0, or None for ``none``."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise CLIError(f"--descent-guard must be a number >= 0 or 'none', got {text!r}", EXIT_USAGE)
+    return value
 
 
 def _load_data(path: str, max_bytes: int = DEFAULT_MAX_ARRAY_BYTES):
@@ -318,6 +354,17 @@ def _check_compress_args(args):
         raise CLIError("--length must be >= 1", EXIT_USAGE)
     if args.length is not None:
         _check_length_memory(args.length)
+    method_options(args)
+    descent_guard(args.descent_guard)
+    if args.descend_bound is not None:
+        import importlib.util
+
+        if args.descend_bound < 1:
+            raise CLIError(f"--descend-bound must be >= 1 steps, got {args.descend_bound}", EXIT_USAGE)
+        if args.checkpoint is not None and not args.data:
+            raise CLIError("--descend-bound needs calibration inputs: give --data", EXIT_USAGE)
+        if importlib.util.find_spec("torch") is None:
+            raise CLIError("--descend-bound needs PyTorch: pip install 'mor_lqo[torch]'", EXIT_USAGE)
     return ratio
 
 
@@ -362,13 +409,23 @@ def _run_compress(args, inp: _CompressInput, ratio):
             return compress(inp.model, method=args.method, ratio=ratio, order=args.order, budget=args.budget,
                             arch=args.arch, inputs=cal, length=None if cal is not None else args.length,
                             executor=cluster or args.executor, progress=not (args.no_progress or args.quiet),
-                            **parse_settings(args.settings))
+                            options=method_options(args), **parse_settings(args.settings))
     except (CompressionError, OrderError) as exc:
         raise CLIError(str(exc), EXIT_USAGE) from exc
     except LayoutError as exc:
         raise CLIError(str(exc), EXIT_LAYOUT) from exc
     except TypeError as exc:  # unknown layout settings
         raise CLIError(str(exc), EXIT_USAGE) from exc
+
+
+def _reference_of(inp: _CompressInput, res):
+    """The original network as a numpy reference model of the result's family (None if it has none)."""
+    if res.model is None:
+        return None
+    from .deep.models import LQOModel, S4DModel
+
+    flat = inp.model.state_dict() if hasattr(inp.model, "state_dict") else dict(inp.model)
+    return (S4DModel if isinstance(res.model, S4DModel) else LQOModel).from_state_dict(flat)
 
 
 def _evaluate(res, inp: _CompressInput):
@@ -379,10 +436,7 @@ def _evaluate(res, inp: _CompressInput):
     bound_entry: dict[str, Any] = {"value": None, "measured_max_error": None}
     if res.model is None:
         return None, acc, bound_entry, {}
-    from .deep.models import LQOModel, S4DModel
-
-    flat = inp.model.state_dict() if hasattr(inp.model, "state_dict") else dict(inp.model)
-    orig_model = (S4DModel if isinstance(res.model, S4DModel) else LQOModel).from_state_dict(flat)
+    orig_model = _reference_of(inp, res)
     x, y = inp.x, inp.y
     if x is None:
         return orig_model, acc, bound_entry, {}
@@ -461,6 +515,12 @@ def _cmd_compress(args) -> int:
                 else f"budget {args.budget:g}" if args.budget is not None else "default ratio")
         print(f"mor-lqo compress: {inp.source}, method {args.method}, {what}", flush=True)
     res = _run_compress(args, inp, ratio)
+    descent = None
+    if args.descend_bound is not None:
+        from .cli_descent import descend
+
+        cal = None if inp.x is None else inp.x[: args.calibration]
+        res, descent = descend(args, res, _reference_of(inp, res), cal)
     orig_model, acc, bound_entry, shares = _evaluate(res, inp)
     pt = res.params["total"]
     report: dict[str, Any] = {
@@ -470,6 +530,11 @@ def _cmd_compress(args) -> int:
         "params": {"before": pt["before"], "after": pt["after"], "ssm": res.params["ssm"], "total": pt},
         "state_ratio": res.state_ratio, "layers": _layer_rows(res, shares),
         "notes": ([inp.data_note] if inp.data_note else []) + list(res.notes), "timings": dict(res.timings)}
+    if res.allocation is not None:
+        report["allocation"] = res.allocation
+    if descent is not None:
+        report["bound_descent"] = descent
+        report["timings"]["bound_descent"] = descent["seconds"]
     _publish(args, res, report, orig_model, inp.x, out_dir, ckpt_path, t0, inp.src_path if torch_kind else None)
     if not args.quiet:
         _print_table(report)
@@ -509,6 +574,10 @@ def _print_table(rep: dict) -> None:
     if b.get("value") is not None:
         print(f"logit error           bound {b['value']:.4g}  >=  measured max {b['measured_max_error']:.4g} "
               f"(over {b['sequences']} sequences; tightness {_fmt(b.get('tightness'))})")
+    d = rep.get("bound_descent")
+    if d is not None:
+        print(f"bound descent         mean bound {d['mean_bound_before']:.4g} -> {d['mean_bound_after']:.4g} "
+              f"({'kept' if d['kept'] else 'not kept'}; {d['steps']} steps, {d['seconds']:.0f} s)")
     print(f"time                  {rep['timings'].get('end_to_end', 0):.1f} s")
     print()
 

@@ -143,6 +143,9 @@ def cmd_compress_model(args) -> int:
     cli = _cli()
     t0 = time.perf_counter()
     ratio = cli._check_compress_args(args)
+    if args.descend_bound is not None:
+        raise cli.CLIError("--descend-bound works on checkpoints of the S4D and LQO reference layouts, not with "
+                           "--model", cli.EXIT_USAGE)
     if not args.checkpoint or not args.data:
         raise cli.CLIError("--model needs a checkpoint and --data (calibration sequences)", cli.EXIT_USAGE)
     out_dir = Path(args.out)
@@ -158,7 +161,8 @@ def cmd_compress_model(args) -> int:
     xc = x[: args.calibration]
     try:
         res = compress(module, xc, ratio=ratio, order=args.order, budget=args.budget, method=args.method,
-                       executor=args.executor, progress=not args.no_progress, **cli.parse_settings(args.settings))
+                       executor=args.executor, progress=not args.no_progress, options=cli.method_options(args),
+                       **cli.parse_settings(args.settings))
     except CalibrationError as exc:
         raise cli.CLIError(f"{args.data}: {exc}", cli.EXIT_FILE) from exc
     new_sd = res.module.state_dict() if not hasattr(res.module, "module") else res.module.module.state_dict()

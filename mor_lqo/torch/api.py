@@ -14,6 +14,7 @@ from torch import nn
 from ..adapters.registry import extract as extract_flat
 from ..deep.compress import CompressionError
 from ..deep.compress import compress as compress_state_dict
+from ..deep.compress.options import check_options
 from ..errors import CalibrationError, LayoutError
 from .modules import check_settings, find_blocks, rewrap, settings_from_modules, unwrap
 from .rebuild import build_reduced, count_parameters
@@ -153,11 +154,12 @@ def compress(module: nn.Module, calibration, *, ratio=None, order=None, budget=N
     CalibrationError
         Calibration data of the wrong type, shape, dtype or length; a block never called.
     CompressionError
-        Unknown method, invalid ratio / order / budget.
+        Unknown method, invalid ratio / order / budget, an unknown or invalid option.
     """
     t0 = time.perf_counter()
     if method not in METHODS:
         raise CompressionError(f"unknown method {method!r} for torch modules; choose one of {', '.join(METHODS)}")
+    options = check_options(options)  # before the calibration run
     un = unwrap(module)
     core = un.core
     dtype, device = _dtype_device(core)

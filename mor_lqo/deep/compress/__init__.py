@@ -100,6 +100,10 @@ from .finite_horizon import (  # noqa: F401
     _weighted,
     fit_finite_horizon,
 )
+from .options import (  # noqa: F401
+    OPTIONS,
+    check_options,
+)
 from .quadratic_fit import (  # noqa: F401
     _cauchy,
     _hermitian_basis,
@@ -150,6 +154,8 @@ __all__ = [
     "DEFAULT_RATIO",
     "CompressionResult",
     "compress",
+    "OPTIONS",
+    "check_options",
     "parse_ratio",
     "fit_finite_horizon",
     "fit_quadratic",

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from .constants import DATA_RIDGE, DEFAULT_METHOD, DEFAULT_RATIO, METHODS, CompressionError
+from .options import check_options
 from .pipeline import (
     allocate_orders,
     assemble,
@@ -134,7 +135,8 @@ def compress(model_or_state_dict, method: str = DEFAULT_METHOD, ratio=None, orde
         on a model of MIMO/LQO blocks only, the same parameter budget split over the blocks by
         :mod:`~mor_lqo.deep.compress.data_allocation`), ``error_guard`` (``"bound"``, default True: a
         candidate split is admissible only if its measured calibration error is at most that of uniform
-        orders).
+        orders). Checked by :func:`~mor_lqo.deep.compress.options.check_options`: an unknown key or a
+        value of the wrong kind raises.
     **settings
         Layout settings not stored in the checkpoint (see :func:`mor_lqo.adapters.extract`).
 
@@ -145,7 +147,8 @@ def compress(model_or_state_dict, method: str = DEFAULT_METHOD, ratio=None, orde
     Raises
     ------
     CompressionError
-        Unknown method, invalid or conflicting ratio / order / budget, or a budget below the minimum.
+        Unknown method, invalid or conflicting ratio / order / budget, a budget below the minimum, or an
+        unknown or invalid option.
     LayoutError, CheckpointError
         Unknown layout / unreadable checkpoint, or a reduced model that cannot be written back.
     """
@@ -158,7 +161,7 @@ def compress(model_or_state_dict, method: str = DEFAULT_METHOD, ratio=None, orde
         raise CompressionError("give at most one of ratio, order and budget")
     if not any(given):
         ratio = DEFAULT_RATIO
-    options = dict(options or {})
+    options = check_options(options)
     net = resolve_network(model_or_state_dict, arch, inputs, length, settings, layer_inputs)
     timings["load"] = time.perf_counter() - t_start
     t0 = time.perf_counter()
