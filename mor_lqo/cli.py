@@ -422,10 +422,13 @@ def _reference_of(inp: _CompressInput, res):
     """The original network as a numpy reference model of the result's family (None if it has none)."""
     if res.model is None:
         return None
-    from .deep.models import LQOModel, S4DModel
+    from .deep.compress.verify import _flat_input, _reference_model
 
-    flat = inp.model.state_dict() if hasattr(inp.model, "state_dict") else dict(inp.model)
-    return (S4DModel if isinstance(res.model, S4DModel) else LQOModel).from_state_dict(flat)
+    ref = _reference_model(_flat_input(inp.model)[1], [], type(res.model))
+    if ref is None:
+        raise CLIError("internal: the input checkpoint does not build the reference model its compression "
+                       "built", EXIT_LAYOUT)
+    return ref
 
 
 def _evaluate(res, inp: _CompressInput):

@@ -52,7 +52,7 @@ def descend(args, res, orig_model, calibration: np.ndarray | None) -> tuple[Any,
     from .adapters._common import to_numpy
     from .adapters.io import _View
     from .deep.compress.layer_errors import layer_errors, refresh_layer_errors
-    from .deep.compress.verify import _like
+    from .deep.compress.verify import _like, dotted_prefix
     from .errors import LayoutError
 
     cli = _cli()
@@ -71,7 +71,9 @@ def descend(args, res, orig_model, calibration: np.ndarray | None) -> tuple[Any,
     out = minimise_bound(orig_model, res.model, calibration, steps=args.descend_bound, max_error_increase=guard)
     view = _View(res.state_dict)
     flat = dict(view.flat)
-    for key, value in out.state_dict.items():
+    prefix = "" if all(k in flat for k in out.state_dict) else dotted_prefix(flat)
+    for name, value in out.state_dict.items():
+        key = prefix + name
         if key not in flat:
             raise LayoutError(f"internal: the descent changed {key!r}, which the checkpoint does not hold")
         if not np.array_equal(np.asarray(value), np.asarray(to_numpy(flat[key]))):

@@ -226,3 +226,57 @@ def test_cli_descend_bound_needs_data(tmp_path, rng, capsys):
     assert main(["compress", str(ck), "--length", "8", "--descend-bound", "5", "--out", str(tmp_path / "o")]) \
         == EXIT_USAGE
     assert "needs calibration inputs" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------------
+# reference models under a wrapping module's prefix (Lightning's ``self.model``)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_dotted_prefix():
+    from mor_lqo.deep.compress.verify import dotted_prefix
+
+    assert dotted_prefix(["model.encoder.weight", "model.s4_layers.0.D"]) == "model."
+    assert dotted_prefix(["a.b.encoder.weight", "a.b.decoder.weight"]) == "a.b."
+    assert dotted_prefix(["encoder.weight", "decoder.weight"]) == ""
+    assert dotted_prefix(["model.s4_layers.0.D", "model.s4_layers.1.D"]) == "model.s4_layers."
+    assert dotted_prefix([]) == ""
+
+
+@pytest.mark.parametrize("family", ["s4d", "lqo"])
+def test_prefixed_reference_checkpoint_calibrates_like_the_plain_one(family, rng):
+    """A reference model saved under ``model.`` is calibrated exactly like the plain one: same tensors out
+    (under the same prefix), same errors."""
+    sd = s4d_sd(rng, H=4, M=(6, 5)) if family == "s4d" else lqo_sd(rng, H=4, P=(6, 4), R=(2, 1))
+    x = 0.5 * rng.standard_normal((12, 10))
+    plain = compress(sd, "h2", ratio="1/3", inputs=x, progress=False, executor="serial")
+    pref = compress({"model." + k: v for k, v in sd.items()}, "h2", ratio="1/3", inputs=x, progress=False,
+                    executor="serial")
+    assert set(pref.state_dict) == {"model." + k for k in plain.state_dict}
+    for k, v in plain.state_dict.items():
+        np.testing.assert_array_equal(pref.state_dict["model." + k], v)
+    assert [lay["h2_error_L"] for lay in pref.layers] == [lay["h2_error_L"] for lay in plain.layers]
+    assert type(pref.model) is type(plain.model)
+
+
+def test_cli_descend_bound_on_a_lightning_checkpoint(tmp_path, rng):
+    """A Lightning-style checkpoint (``state_dict`` with ``model.`` keys, training entries): the written file
+    loads with ``torch.load(weights_only=True)``, keeps its structure, and only its SSM tensors differ from
+    the plain reduction's, in their dtypes."""
+    torch = pytest.importorskip("torch")
+    sd = lqo_sd(rng, H=4, P=(6, 4), R=(2, 1))
+    torch.save({"state_dict": {"model." + k: torch.from_numpy(v) for k, v in sd.items()}, "epoch": 3},
+               tmp_path / "m.ckpt")
+    data = tmp_path / "data.npz"
+    np.savez(data, x=(0.5 * rng.standard_normal((16, 12))).astype(np.float32))
+    for name, extra in (("plain", []), ("desc", ["--descend-bound", "40"])):
+        assert main(["compress", str(tmp_path / "m.ckpt"), "--data", str(data), "--ratio", "1/3", "--out",
+                     str(tmp_path / name), "--no-progress", "--no-plot", "--quiet", *extra]) == EXIT_OK
+    a = torch.load(tmp_path / "plain" / "m_compressed.ckpt", weights_only=True)
+    b = torch.load(tmp_path / "desc" / "m_compressed.ckpt", weights_only=True)
+    assert b["epoch"] == 3 and a["state_dict"].keys() == b["state_dict"].keys()
+    rep = json.loads((tmp_path / "desc" / "report.json").read_text())
+    changed = [k for k in a["state_dict"] if not torch.equal(a["state_dict"][k], b["state_dict"][k])]
+    assert rep["bound_descent"]["kept"] and changed
+    assert all(k.startswith("model.layers.") and ".ssm." in k for k in changed)
+    assert all(b["state_dict"][k].dtype == torch.float32 for k in changed)

@@ -3,6 +3,7 @@ replacement, and the verification of written-back blocks by re-extraction."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -31,15 +32,25 @@ def _flat_input(obj):
     raise TypeError(f"expected an S4DModel/LQOModel, a state dict or a checkpoint path, got {type(obj).__name__}")
 
 
+def dotted_prefix(keys) -> str:
+    """The longest common prefix of ``keys`` that ends with a dot (``"model."`` for a Lightning module's
+    ``self.model``), or ``""``."""
+    keys = list(keys)
+    common = os.path.commonprefix(keys) if keys else ""
+    return common[: common.rfind(".") + 1]
+
+
 def _reference_model(flat: Mapping[str, np.ndarray], blocks: Sequence[Block], cls=None):
-    """The numpy reference model of a flat state dict (None if the layout is not a reference family)."""
+    """The numpy reference model of a flat state dict (None if the layout is not a reference family); keys
+    under a common prefix (a wrapping module's attribute, e.g. ``model.``) are read without it."""
     archs = {b.arch for b in blocks}
     cands = [cls] if cls is not None else ([S4DModel] if archs == {"s4d"} else [LQOModel] if archs == {"lqo"} else [])
     for c in cands:
-        try:
-            return c.from_state_dict(flat)
-        except (LayoutError, ShapeError):
-            return None
+        for pre in dict.fromkeys(("", dotted_prefix(flat))):
+            try:
+                return c.from_state_dict({k[len(pre):]: v for k, v in flat.items()})
+            except (LayoutError, ShapeError):
+                continue
     return None
 
 
