@@ -518,7 +518,7 @@ def _cmd_compress(args) -> int:
                 else f"budget {args.budget:g}" if args.budget is not None else "default ratio")
         print(f"mor-lqo compress: {inp.source}, method {args.method}, {what}", flush=True)
     res = _run_compress(args, inp, ratio)
-    descent = None
+    descent, plain = None, res
     if args.descend_bound is not None:
         from .cli_descent import descend
 
@@ -536,6 +536,8 @@ def _cmd_compress(args) -> int:
     if res.allocation is not None:
         report["allocation"] = res.allocation
     if descent is not None:
+        if inp.y is not None and descent["kept"]:
+            descent["accuracy_before"] = 100.0 * plain.model.accuracy(inp.x, inp.y)
         report["bound_descent"] = descent
         report["timings"]["bound_descent"] = descent["seconds"]
     _publish(args, res, report, orig_model, inp.x, out_dir, ckpt_path, t0, inp.src_path if torch_kind else None)
@@ -579,8 +581,10 @@ def _print_table(rep: dict) -> None:
               f"(over {b['sequences']} sequences; tightness {_fmt(b.get('tightness'))})")
     d = rep.get("bound_descent")
     if d is not None:
+        before = (f"; accuracy {d['accuracy_before']:.2f} % before it" if d.get("accuracy_before") is not None
+                  else "")
         print(f"bound descent         mean bound {d['mean_bound_before']:.4g} -> {d['mean_bound_after']:.4g} "
-              f"({'kept' if d['kept'] else 'not kept'}; {d['steps']} steps, {d['seconds']:.0f} s)")
+              f"({'kept' if d['kept'] else 'not kept'}; {d['steps']} steps, {d['seconds']:.0f} s{before})")
     print(f"time                  {rep['timings'].get('end_to_end', 0):.1f} s")
     print()
 

@@ -196,10 +196,12 @@ def test_cli_descend_bound(family, seed, tmp_path):
     assert cert.value == pytest.approx(d["max_bound_after"], rel=1e-9)
     changed = {k for k in desc if not np.array_equal(desc[k], plain[k])}
     if d["kept"]:
+        plain_rep = json.loads((tmp_path / "plain" / "report.json").read_text())
+        assert d["accuracy_before"] == pytest.approx(plain_rep["accuracy"]["after"], abs=1e-12)
         assert d["mean_bound_after"] < d["mean_bound_before"]
         assert changed and all(".ssm." in k or "kernel." in k for k in changed)
     else:
-        assert d["mean_bound_after"] == d["mean_bound_before"] and not changed
+        assert d["mean_bound_after"] == d["mean_bound_before"] and not changed and "accuracy_before" not in d
     errs = layer_errors(sd, desc, length=12)
     for lay in rep["layers"]:
         assert lay["h2_error"] == pytest.approx(errs[lay["name"]]["h2_error"], rel=1e-12)
