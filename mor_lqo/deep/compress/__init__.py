@@ -54,7 +54,10 @@ parameter counts. Per-block work is a list of picklable tasks run through a
     model.
 
 Orders are *real* orders per unit (per channel for S4/S4D, per layer for S5/LRU/LQO), i.e. twice the
-number of stored complex modes; the layouts store conjugate pairs, so orders are even.
+number of stored complex modes; the layouts store conjugate pairs, so orders are even. Method options are
+checked against :data:`OPTIONS` (:func:`check_options`: an unknown key or a value of the wrong kind
+raises). :func:`layer_errors` measures the per-block h2 errors between any two checkpoints of a layout,
+e.g. after :func:`mor_lqo.torch.minimise_bound` changed the reduced tensors.
 """
 
 from __future__ import annotations
@@ -99,6 +102,9 @@ from .finite_horizon import (  # noqa: F401
     _vp,
     _weighted,
     fit_finite_horizon,
+)
+from .layer_errors import (  # noqa: F401
+    layer_errors,
 )
 from .options import (  # noqa: F401
     OPTIONS,
@@ -156,6 +162,7 @@ __all__ = [
     "compress",
     "OPTIONS",
     "check_options",
+    "layer_errors",
     "parse_ratio",
     "fit_finite_horizon",
     "fit_quadratic",
