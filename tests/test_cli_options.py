@@ -282,3 +282,12 @@ def test_cli_descend_bound_on_a_lightning_checkpoint(tmp_path, rng):
     assert rep["bound_descent"]["kept"] and changed
     assert all(k.startswith("model.layers.") and ".ssm." in k for k in changed)
     assert all(b["state_dict"][k].dtype == torch.float32 for k in changed)
+
+
+def test_torch_compress_checks_options_before_calibrating():
+    """``mor_lqo.torch.compress`` refuses a bad option before it looks at the module or runs it."""
+    torch = pytest.importorskip("torch")
+    from mor_lqo.torch import compress as torch_compress
+
+    with pytest.raises(CompressionError, match="unknown option 'bogus'"):
+        torch_compress(torch.nn.Linear(2, 2), np.zeros((1, 4, 2), np.float32), ratio="1/2", options={"bogus": 1})
