@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--descend-bound", type=int, metavar="STEPS",
                    help="after the reduction, minimise the output-error bound over all reduced blocks jointly "
                         "for STEPS gradient steps (S4D and LQO models; needs torch and calibration inputs)")
-    c.add_argument("--descent-guard", default="0", metavar="FRACTION|none",
+    c.add_argument("--descent-guard", default=None, metavar="FRACTION|none",
                    help="keep only descent iterates whose calibration error is at most (1 + FRACTION) times the "
                         "start's (default 0); 'none' minimises the bound alone")
     c.add_argument("--model", metavar="PKG.MODULE:FACTORY",
@@ -216,8 +216,10 @@ def method_options(args) -> dict[str, Any]:
         raise CLIError(str(exc), EXIT_USAGE) from exc
 
 
-def descent_guard(text: str) -> float | None:
-    """``--descent-guard``: a fraction >= 0, or None for ``none``."""
+def descent_guard(text: str | None) -> float | None:
+    """``--descent-guard``: a fraction >= 0 (0 when not given), or None for ``none``."""
+    if text is None:
+        return 0.0
     if text.strip().lower() == "none":
         return None
     try:
@@ -356,6 +358,8 @@ def _check_compress_args(args):
         _check_length_memory(args.length)
     method_options(args)
     descent_guard(args.descent_guard)
+    if args.descent_guard is not None and args.descend_bound is None:
+        raise CLIError("--descent-guard applies to --descend-bound, which is not given", EXIT_USAGE)
     if args.descend_bound is not None:
         import importlib.util
 

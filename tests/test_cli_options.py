@@ -228,6 +228,7 @@ def test_cli_descend_bound(family, seed, tmp_path):
     (["--descend-bound", "5", "--descent-guard", "-1"], "--descent-guard must be"),
     (["--descend-bound", "5", "--descent-guard", "lots"], "--descent-guard must be"),
     (["--descend-bound", "5", "--model", "x.y:z"], "not with --model"),
+    (["--descent-guard", "0.1"], "--descent-guard applies to --descend-bound"),
 ])
 def test_cli_descend_bound_usage_errors(extra, match, tmp_path, rng, capsys):
     ck, data = _files(tmp_path, s4d_sd(rng, H=3, M=(4,)), rng)
