@@ -83,10 +83,10 @@ def descend(args, res, orig_model, calibration: np.ndarray | None) -> tuple[Any,
                               layers=refresh_layer_errors(res.layers, errors), notes=list(res.notes))
     verdict = ("kept" if out.improved else
                "not kept: the certified mean bound did not decrease, the reduction is written unchanged")
-    new.notes.append(f"bound descent ({args.descend_bound} steps, guard {'none' if guard is None else f'{guard:g}'}): "
-                     f"certified mean "
-                     f"bound {out.bound_before:.4g} -> {out.bound_after:.4g} on {len(calibration)} calibration "
-                     f"sequences; {verdict}")
+    guard_text = "none" if guard is None else f"{guard:g}"
+    new.notes.append(f"bound descent ({args.descend_bound} steps, guard {guard_text}): certified mean bound "
+                     f"{out.bound_before:.4g} -> {out.bound_after:.4g} on {len(calibration)} calibration sequences; "
+                     f"{verdict}")
     entry = {"steps": args.descend_bound, "guard": guard, "mean_bound_before": out.bound_before,
              "mean_bound_after": out.bound_after, "max_bound_before": out.max_before,
              "max_bound_after": out.max_after, "kept": out.improved, "seconds": out.seconds}
