@@ -6,6 +6,7 @@ r"""Command line: ``mor-lqo compress`` and ``mor-lqo inspect`` (also ``python -m
     mor-lqo compress ckpt.safetensors --ratio 1/16 --out out/
     mor-lqo inspect ckpt.pt --tol 1e-2
     mor-lqo compress ckpt.pt --model mypkg.models:build --data calib.npz   # your torch module
+    mor-lqo compress --bundled lqo --ratio 1/4 --descend-bound 150       # paper A's joint bound descent
 
 ``compress`` prints a per-layer table (order before → after, h2 error, share of the output-error bound)
 and totals (SSM and trainable parameters, accuracy, bound vs measured logit error), and writes to
@@ -16,7 +17,7 @@ earlier run's outputs. Exit codes: 0 success, 2 invalid arguments (bad ratio, or
 3 unreadable / missing / unsafe checkpoint or data file, 4 unknown or inconsistent layout, 5 the
 outputs cannot be written (``--out`` exists, permission, read-only or full disk), 6 out of memory,
 130 interrupted (SIGINT), 143 terminated (SIGTERM), 1 any other error. Errors are one line; ``--debug``
-shows the traceback. No torch needed.
+shows the traceback. No torch needed, except for ``--model`` and ``--descend-bound``.
 """
 
 from __future__ import annotations
