@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from mor_lqo.adapters import reduce_state_dict  # noqa: E402
-from mor_lqo.deep.compress import compress  # noqa: E402
+from mor_lqo.deep.compress import compress, layer_errors  # noqa: E402
 from mor_lqo.errors import IllConditionedError  # noqa: E402
 
 from .modules import S4Block  # noqa: E402
@@ -84,6 +84,10 @@ def test_modal_refused_bt_and_h2_report_true_errors():
         # the twin builds its DFT twiddles in complex64 (kernel agreement ~5e-7): 1e-5 on the error
         assert lay["h2_error_L"] == pytest.approx(measured, rel=1e-5)
         assert lay["rel_h2_error_L"] < 0.5
+        # re-measured from the two checkpoints: the same figures (dense units against their realisation)
+        again = layer_errors(sd, res.state_dict, length=L, dt_transform="exp")[lay["name"]]
+        for key in ("h2_error", "h2_error_L", "rel_h2_error_L"):
+            assert again[key] == pytest.approx(lay[key], rel=1e-5), key
 
 
 def test_cli_compresses_dplr_checkpoints_and_refuses_modal_on_legs(tmp_path, capsys):

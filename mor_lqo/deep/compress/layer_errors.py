@@ -22,14 +22,14 @@ import numpy as np
 from ...adapters.registry import extract, family
 from ...errors import LayoutError
 from .pipeline import _error_fields
-from .tasks import _unit_modes
+from .tasks import _dense_unit_errors, _unit_modes
 from .unit_modes import _unit_errors
 from .verify import _flat_input
 
 __all__ = ["layer_errors"]
 
 
-def layer_errors(original, compressed, length: int | None = None, arch: str = "auto"
+def layer_errors(original, compressed, length: int | None = None, arch: str = "auto", **settings
                  ) -> dict[str, dict[str, Any]]:
     """Per-block h2 errors of ``compressed`` against ``original``.
 
@@ -41,6 +41,8 @@ def layer_errors(original, compressed, length: int | None = None, arch: str = "a
         Horizon L of the finite-horizon errors.
     arch : str
         Layout (``"auto"`` detects it).
+    **settings
+        Layout settings the checkpoints do not record (see :func:`mor_lqo.adapters.extract`).
 
     Returns
     -------
@@ -55,8 +57,8 @@ def layer_errors(original, compressed, length: int | None = None, arch: str = "a
         If the two checkpoints do not have the same blocks with the same numbers of units.
     """
     sd0, sd1 = _flat_input(original)[1], _flat_input(compressed)[1]
-    b0 = {b.name: b for b in extract(sd0, arch) if b.lti}
-    b1 = {b.name: b for b in extract(sd1, arch) if b.lti}
+    b0 = {b.name: b for b in extract(sd0, arch, **settings) if b.lti}
+    b1 = {b.name: b for b in extract(sd1, arch, **settings) if b.lti}
     if b0.keys() != b1.keys():
         raise LayoutError(f"the checkpoints have different SSM blocks: {sorted(b0)} vs {sorted(b1)}")
     out = {}
@@ -70,7 +72,11 @@ def layer_errors(original, compressed, length: int | None = None, arch: str = "a
         red = [_unit_modes(u, fam.kappa(other), fam.sign(other), "h2", f"{name} unit {i}")
                for i, u in enumerate(other.units)]
         red = [f if _same(f, r) else r for f, r in zip(full, red)]
-        res = _unit_errors(full, red, [float(u.system.dt) for u in blk.units], length)
+        dts = [float(u.system.dt) for u in blk.units]
+        res = _unit_errors(full, red, dts, length)
+        # dense units (S4 DPLR): against the original realisation, as compress measures them
+        _dense_unit_errors(res, [None if u.modes is not None else u.system for u in blk.units], full, red, dts,
+                           length)
         out[name] = _error_fields(res)
     return out
 
