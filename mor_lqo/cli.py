@@ -183,13 +183,14 @@ def _fmt(x, spec=".3g") -> str:
     return format(x, spec)
 
 
-def parse_settings(items: Sequence[str]) -> dict[str, Any]:
-    """``["dt_transform=softplus", "n_groups=8"]`` -> settings; values: int, float, true/false, none or text."""
+def parse_settings(items: Sequence[str], flag: str = "--set") -> dict[str, Any]:
+    """``["dt_transform=softplus", "n_groups=8"]`` -> settings; values: int, float, true/false, none or text
+    (``flag`` names the option in error messages)."""
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise CLIError(f"--set needs KEY=VALUE, got {item!r}", EXIT_USAGE)
+            raise CLIError(f"{flag} needs KEY=VALUE, got {item!r}", EXIT_USAGE)
         low = raw.strip().lower()
         value: Any = {"true": True, "false": False, "none": None}.get(low, raw.strip())
         if isinstance(value, str):
@@ -207,7 +208,7 @@ def method_options(args) -> dict[str, Any]:
     """``--option KEY=VALUE`` items as checked method options; a value with commas becomes a tuple."""
     from .deep.compress import CompressionError, check_options
 
-    raw = parse_settings(getattr(args, "options", None) or [])
+    raw = parse_settings(getattr(args, "options", None) or [], "--option")
     for key, value in raw.items():
         if isinstance(value, str) and "," in value:
             raw[key] = tuple(parse_settings([f"v={v}"])["v"] for v in value.split(","))

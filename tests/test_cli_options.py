@@ -159,7 +159,7 @@ def _files(tmp_path, sd, rng, n=16, L=12):
 
 
 @pytest.mark.parametrize("opt,match", [("error-guard=false", "unknown option"), ("iters=-2", "'iters' must be"),
-                                       ("data_stall=20", "'data_stall'"), ("nokey", "KEY=VALUE")])
+                                       ("data_stall=20", "'data_stall'"), ("nokey", "--option needs KEY=VALUE")])
 def test_cli_refuses_bad_options_before_work(opt, match, tmp_path, rng, capsys):
     ck, data = _files(tmp_path, s4d_sd(rng, H=3, M=(4,)), rng)
     out = tmp_path / "o"
