@@ -405,7 +405,9 @@ def compress_columns(G: np.ndarray, rtol: float | None = None) -> np.ndarray:
 
     Eigen-decomposition of the small Gram matrix :math:`G^HG = U\Lambda U^H`; :math:`\hat G = GU_k`
     keeps the eigenvalues above ``rtol * max(Lambda)`` (default :math:`k\varepsilon`), so
-    :math:`\|GG^H - \hat G\hat G^H\|_2 \le \mathrm{rtol}\,\|GG^H\|_2`.
+    :math:`\|GG^H - \hat G\hat G^H\|_2 \le \mathrm{rtol}\,\|GG^H\|_2`. A wide G (k > n, e.g. the
+    LQO right-hand side :math:`[C^H, M_1Z_P, \dots, M_pZ_P]` of a small system with many outputs) uses the
+    n x n Gram :math:`GG^H = V\Lambda V^H` instead (same nonzero eigenvalues): :math:`\hat G = V_k\Lambda_k^{1/2}`.
 
     Parameters
     ----------
@@ -415,9 +417,15 @@ def compress_columns(G: np.ndarray, rtol: float | None = None) -> np.ndarray:
     -------
     ndarray, shape (n, k') with k' <= k
     """
-    if G.shape[1] == 0:
+    n, k = G.shape
+    if k == 0:
         return G
-    lam, U = np.linalg.eigh(G.conj().T @ G)
-    rtol = G.shape[1] * np.finfo(float).eps if rtol is None else rtol
+    wide = k > n
+    lam, U = np.linalg.eigh(G @ G.conj().T if wide else G.conj().T @ G)
+    rtol = k * np.finfo(float).eps if rtol is None else rtol
     keep = lam > rtol * max(lam[-1], 0.0)
-    return G @ U[:, keep[::1]][:, ::-1] if np.any(keep) else G[:, :0]
+    if not np.any(keep):
+        return G[:, :0]
+    if wide:
+        return (U[:, keep] * np.sqrt(lam[keep]))[:, ::-1]
+    return G @ U[:, keep][:, ::-1]

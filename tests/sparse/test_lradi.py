@@ -119,6 +119,27 @@ def test_zero_rhs_and_compression():
     np.testing.assert_allclose(Gc @ Gc.T, G @ G.T, atol=1e-11 * np.linalg.norm(G) ** 2)
 
 
+@pytest.mark.parametrize("dtype", [float, complex])
+@pytest.mark.parametrize("rank", [12, 40])
+def test_wide_compression_uses_the_small_gram(dtype, rank):
+    """More columns than rows (the LQO right-hand side of a small system with many outputs): the n x n Gram
+    gives the same product and rank as the k x k one, at n^2 k instead of k^3 cost."""
+    rng = np.random.default_rng(rank)
+
+    def draw(*shape):
+        x = rng.standard_normal(shape)
+        return x + 1j * rng.standard_normal(shape) if dtype is complex else x
+
+    G = draw(40, rank) @ draw(rank, 600)
+    Gc = compress_columns(G)
+    assert Gc.shape == (40, rank) and Gc.dtype == G.dtype
+    GG = G @ G.conj().T
+    np.testing.assert_allclose(Gc @ Gc.conj().T, GG, atol=1e-12 * np.linalg.norm(GG, 2))
+    # the k x k route (the same matrix padded with zero rows, so that it is tall) agrees
+    tall = compress_columns(np.vstack([G, np.zeros((600, 600))]))[:40]
+    np.testing.assert_allclose(tall @ tall.conj().T, Gc @ Gc.conj().T, atol=1e-11 * np.linalg.norm(GG, 2))
+
+
 def test_heuristic_shifts_pairs_and_count():
     cand = np.array([-1.0, -10.0, -100.0, -5 + 20j, -5 - 20j])
     sh = heuristic_shifts(cand, 4, real=True)
